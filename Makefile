@@ -1,0 +1,46 @@
+# Every habit of the project is a target here. `make local` and `make test` install what they
+# need into .venv on a fresh machine (Python 3.11+, Node 20+; no AWS account, no Docker).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_CLI_TELEMETRY := 1
+export CDK_DISABLE_VERSION_CHECK := 1
+export npm_config_update_notifier := false
+
+.PHONY: install local test lint format typecheck unit integration infra e2e bench synth deploy clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+local: install  ## run the whole system on this machine (Ctrl-C stops it)
+	$(PY) -m tollgate.local
+
+test: install lint  ## lint, type-check, then every test
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy functions tollgate infra app.py
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+unit integration infra e2e: install
+	$(PY) -m pytest tests/$@
+
+bench: install  ## print the benchmark report (bench/REPORT.md)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache

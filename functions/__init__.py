@@ -1,0 +1,1 @@
+"""Everything that runs in AWS Lambda. Shipped as one code asset."""

@@ -1,0 +1,1 @@
+"""Shared by every function: key format, route table, data model, configuration, errors."""

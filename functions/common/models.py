@@ -1,0 +1,363 @@
+"""The data model: every DynamoDB item Tollgate stores, as pynamodb models.
+
+Used by the functions, the CLI and the local stack alike; ``infra/`` derives each table's keys
+and indexes from these classes (``TABLES`` below), so a key schema is written once.
+
+The hot path (the authorizer) reads two items:
+
+* ``Secret`` (by SHA-256 of the presented key): the key's immutable facts -- key id, tenant,
+  environment, scopes, principal, parent, expiry and the secret's serial. Immutable, so the
+  authorizer may cache it in the function.
+* ``Tenant``: the tenant's status, the limits of its plan (copied on ``set-plan``), its monthly
+  counters, and ``gate``: one entry per key holding everything about the key that can change
+  (status, per-minute window and count, current secret serial and the rotation grace, token
+  budget and use, parent). One conditional ``UpdateItem`` on this item checks and counts a
+  request: one DynamoDB round trip in the steady state. See docs/architecture.md.
+
+``Key`` is the durable, listable record of a key; admin operations change ``Key`` and the
+key's ``gate`` entry together in one transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from functions.common.config import TableNames
+
+_NAMES = TableNames.from_env()
+
+# Statuses of a key (as stored); "expired" is derived from expires_at when shown.
+ACTIVE: Final = "active"
+SUSPENDED: Final = "suspended"
+REVOKED: Final = "revoked"
+EXPIRED: Final = "expired"
+
+
+class _Meta:
+    billing_mode = "PAY_PER_REQUEST"
+
+
+class Plan(Model):
+    """A plan: limits, allowed scopes and models, prices, spike policy.
+
+    ``None`` limits mean unlimited. Prices are integer micro-dollars per 1,000 tokens.
+    """
+
+    class Meta(_Meta):
+        table_name = _NAMES.plans
+
+    name = UnicodeAttribute(hash_key=True)
+    requests_per_minute = NumberAttribute(null=True)
+    requests_per_month = NumberAttribute(null=True)
+    tokens_per_month = NumberAttribute(null=True)
+    scopes = ListAttribute(of=UnicodeAttribute, default=list)
+    models = ListAttribute(of=UnicodeAttribute, default=list)
+    price_prompt_micros_per_1k = NumberAttribute(default=0)
+    price_completion_micros_per_1k = NumberAttribute(default=0)
+    spike_policy = UnicodeAttribute(default="suspend")  # suspend | alert | off
+    spike_factor = NumberAttribute(default=10)
+    spike_floor_tpm = NumberAttribute(default=1000)
+    created_at = UnicodeAttribute()
+
+
+class TenantsByPlan(GlobalSecondaryIndex["Tenant"]):
+    class Meta:
+        index_name = "by_plan"
+        projection = AllProjection()
+
+    plan = UnicodeAttribute(hash_key=True)
+    tenant_id = UnicodeAttribute(range_key=True)
+
+
+class Tenant(Model):
+    """A tenant, its plan's limits (copied here so the gate compares counters with limits on
+    the same item), its monthly counters and the gate entries of its keys.
+
+    Attribute names of the hot fields are short on purpose: every request writes this item
+    and DynamoDB bills writes by item size.
+    """
+
+    class Meta(_Meta):
+        table_name = _NAMES.tenants
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    plan = UnicodeAttribute()
+    status = UnicodeAttribute(default=ACTIVE)
+    created_at = UnicodeAttribute()
+    # Limits copied from the plan (None: unlimited) and the plan's scopes.
+    lim_rpm = NumberAttribute(null=True)  # requests per key per UTC minute
+    lim_rmo = NumberAttribute(null=True)  # requests per tenant per UTC month
+    lim_tmo = NumberAttribute(null=True)  # tokens per tenant per UTC month
+    plan_scopes = ListAttribute(of=UnicodeAttribute, default=list)
+    # Monthly window: "YYYY-MM", requests admitted, tokens used or reserved.
+    mo = UnicodeAttribute(null=True)
+    mreq = NumberAttribute(default=0)
+    mtok = NumberAttribute(default=0)
+    # key_id -> {"s": status, "w": minute window, "c": count in window, "n": secret serial,
+    #            "g": epoch until which serial n-1 stays valid, "p": parent key id,
+    #            "b": token budget, "u": tokens used or reserved}
+    gate = MapAttribute[str, Any](default=dict)
+    by_plan = TenantsByPlan()
+
+
+class KeysByTenant(GlobalSecondaryIndex["Key"]):
+    class Meta:
+        index_name = "by_tenant"
+        projection = AllProjection()
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class Key(Model):
+    """The durable record of a key. Never holds the secret or its hash."""
+
+    class Meta(_Meta):
+        table_name = _NAMES.keys
+
+    key_id = UnicodeAttribute(hash_key=True)
+    tenant_id = UnicodeAttribute()
+    environment = UnicodeAttribute()
+    principal = UnicodeAttribute()
+    scopes = ListAttribute(of=UnicodeAttribute, default=list)
+    status = UnicodeAttribute(default=ACTIVE)
+    status_reason = UnicodeAttribute(null=True)
+    parent_key_id = UnicodeAttribute(null=True)
+    token_budget = NumberAttribute(null=True)
+    created_at = UnicodeAttribute()
+    expires_at = NumberAttribute(null=True)  # epoch seconds
+    rotated_at = UnicodeAttribute(null=True)
+    secret_serial = NumberAttribute(default=1)
+    by_tenant = KeysByTenant()
+
+
+class Secret(Model):
+    """A secret's hash and the immutable facts of its key (cacheable by the authorizer).
+
+    A rotated-out secret keeps its item; whether it is still valid is decided on the tenant's
+    gate entry (serial and grace), never here. ``ttl`` lets DynamoDB delete it later.
+    """
+
+    class Meta(_Meta):
+        table_name = _NAMES.secrets
+
+    secret_hash = UnicodeAttribute(hash_key=True)
+    key_id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    environment = UnicodeAttribute()
+    principal = UnicodeAttribute()
+    scopes = ListAttribute(of=UnicodeAttribute, default=list)
+    parent_key_id = UnicodeAttribute(null=True)
+    expires_at = NumberAttribute(null=True)
+    serial = NumberAttribute()
+    created_at = UnicodeAttribute()
+    ttl = NumberAttribute(null=True)
+
+
+class AuditByKey(GlobalSecondaryIndex["AuditRecord"]):
+    class Meta:
+        index_name = "by_key"
+        projection = AllProjection()
+
+    key_id = UnicodeAttribute(hash_key=True)
+    event_id = UnicodeAttribute(range_key=True)
+
+
+class AuditRecord(Model):
+    """Append-only audit trail of every key lifecycle event. Written with a condition that the
+    item does not exist; no role may update or delete it."""
+
+    class Meta(_Meta):
+        table_name = _NAMES.audit
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    event_id = UnicodeAttribute(range_key=True)  # "<ISO time>#<random>": sorts by time
+    at = UnicodeAttribute()
+    action = UnicodeAttribute()
+    key_id = UnicodeAttribute(default="-")
+    actor = UnicodeAttribute()
+    reason = UnicodeAttribute(default="")
+    details = MapAttribute[str, Any](null=True)
+    by_key = AuditByKey()
+
+
+class UsageByTenant(GlobalSecondaryIndex["UsageEvent"]):
+    class Meta:
+        index_name = "by_tenant"
+        projection = AllProjection()
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    ts = NumberAttribute(range_key=True)
+
+
+class UsageByKey(GlobalSecondaryIndex["UsageEvent"]):
+    class Meta:
+        index_name = "by_key"
+        projection = AllProjection()
+
+    key_id = UnicodeAttribute(hash_key=True)
+    ts = NumberAttribute(range_key=True)
+
+
+class UsageEvent(Model):
+    """One per admitted request, keyed by the API Gateway request id (idempotent writes).
+    Never holds prompt or completion text."""
+
+    class Meta(_Meta):
+        table_name = _NAMES.usage
+
+    request_id = UnicodeAttribute(hash_key=True)
+    ts = NumberAttribute()  # epoch milliseconds
+    tenant_id = UnicodeAttribute()
+    key_id = UnicodeAttribute()
+    principal = UnicodeAttribute()
+    parent_key_id = UnicodeAttribute(null=True)
+    environment = UnicodeAttribute()
+    operation = UnicodeAttribute()
+    model = UnicodeAttribute(default="-")
+    prompt_tokens = NumberAttribute(default=0)
+    completion_tokens = NumberAttribute(default=0)
+    cost_micros = NumberAttribute(default=0)
+    status = UnicodeAttribute(default="ok")  # ok | error
+    error_class = UnicodeAttribute(null=True)
+    latency_ms = NumberAttribute(default=0)
+    source_ip = UnicodeAttribute(default="-")
+    user_agent = UnicodeAttribute(default="-")
+    by_tenant = UsageByTenant()
+    by_key = UsageByKey()
+
+
+class Rollup(Model):
+    """Aggregated usage: one item per tenant, period and dimension value.
+
+    ``sk`` is ``<granularity>#<period>#<dimension>#<value>``, e.g. ``month#2026-11#key#key_x``
+    (dimension ``all`` for the tenant total). ``marks`` holds per-shard stream sequence
+    watermarks (see functions/usage)."""
+
+    class Meta(_Meta):
+        table_name = _NAMES.rollups
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    requests = NumberAttribute(default=0)
+    errors = NumberAttribute(default=0)
+    prompt_tokens = NumberAttribute(default=0)
+    completion_tokens = NumberAttribute(default=0)
+    cost_micros = NumberAttribute(default=0)
+    marks = MapAttribute[str, Any](default=dict)
+
+
+class FineTuneJob(Model):
+    """A fine-tuning job record registered by an operator; tenant-scoped by its key."""
+
+    class Meta(_Meta):
+        table_name = _NAMES.jobs
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    job_id = UnicodeAttribute(range_key=True)
+    base_model = UnicodeAttribute()
+    suffix = UnicodeAttribute(null=True)
+    status = UnicodeAttribute(default="queued")
+    created_at = NumberAttribute()
+    fine_tuned_model = UnicodeAttribute(null=True)
+    live = BooleanAttribute(default=True)
+
+
+class DetectorState(Model):
+    """Per-key state of the spike detector (see functions/detector)."""
+
+    class Meta(_Meta):
+        table_name = _NAMES.detector
+
+    key_id = UnicodeAttribute(hash_key=True)
+    state = MapAttribute[str, Any](default=dict)
+
+
+class TableSpec:
+    """How a model's table is provisioned beyond its keys: stream and TTL."""
+
+    def __init__(
+        self, kind: str, model: type[Model], stream: str | None = None, ttl: str | None = None
+    ) -> None:
+        self.kind = kind
+        self.model = model
+        self.stream = stream  # a StreamViewType, or None
+        self.ttl = ttl
+
+
+TABLES: Final[tuple[TableSpec, ...]] = (
+    TableSpec("plans", Plan),
+    TableSpec("tenants", Tenant),
+    TableSpec("keys", Key, stream="NEW_AND_OLD_IMAGES"),
+    TableSpec("secrets", Secret, ttl="ttl"),
+    TableSpec("audit", AuditRecord, stream="NEW_IMAGE"),
+    TableSpec("usage", UsageEvent, stream="NEW_IMAGE"),
+    TableSpec("rollups", Rollup),
+    TableSpec("jobs", FineTuneJob),
+    TableSpec("detector", DetectorState),
+)
+
+
+def bind_tables(names: TableNames) -> None:
+    """Point every model at the tables ``names`` gives (CLI ``--stack``, tests)."""
+    for spec in TABLES:
+        spec.model.Meta.table_name = getattr(names, spec.kind)
+
+
+def table_schema(spec: TableSpec) -> dict[str, Any]:
+    """Keys and global indexes of ``spec``'s table, as DynamoDB's CreateTable names them.
+
+    Derived from the pynamodb model: the local stack creates tables from it and ``infra/``
+    builds the CDK tables from it, so a key schema is written only in the model.
+    """
+    schema = spec.model._get_schema()
+
+    def keys(key_schema: list[dict[str, str]]) -> list[dict[str, str]]:
+        return sorted(key_schema, key=lambda k: k["KeyType"])  # HASH before RANGE
+
+    gsis = [
+        {
+            "IndexName": gsi["index_name"],
+            "KeySchema": keys(gsi["key_schema"]),
+            "Projection": {"ProjectionType": gsi["projection"]["ProjectionType"]},
+        }
+        for gsi in schema["global_secondary_indexes"]
+    ]
+    return {
+        "AttributeDefinitions": list(schema["attribute_definitions"]),
+        "KeySchema": keys(schema["key_schema"]),
+        "GlobalSecondaryIndexes": gsis,
+    }
+
+
+def create_tables(client: Any, names: TableNames) -> None:
+    """Create every table (with its stream and TTL) through a boto3 DynamoDB client.
+
+    Used by the local stack and the tests; AWS gets its tables from CDK.
+    """
+    for spec in TABLES:
+        request: dict[str, Any] = {
+            "TableName": getattr(names, spec.kind),
+            "BillingMode": "PAY_PER_REQUEST",
+            **table_schema(spec),
+        }
+        if not request["GlobalSecondaryIndexes"]:
+            del request["GlobalSecondaryIndexes"]
+        if spec.stream:
+            request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": spec.stream}
+        client.create_table(**request)
+        if spec.ttl:
+            client.update_time_to_live(
+                TableName=request["TableName"],
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl},
+            )

@@ -1,0 +1,44 @@
+"""Shared fixtures.
+
+Integration tests run against one moto server per session (started through
+``tollgate.local.aws``, which serialises requests so conditional writes are atomic as in
+DynamoDB), with every table created fresh for each test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tollgate.local import aws
+
+# Before anything builds an AWS client: never reach real AWS from a test.
+for _name, _value in aws.DUMMY_CREDENTIALS.items():
+    os.environ[_name] = _value
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "tollgate")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Tollgate")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[aws.MotoServer]:
+    with aws.running() as server:
+        aws.point_clients_at(server.endpoint)
+        yield server
+
+
+@pytest.fixture
+def dynamodb(moto_server: aws.MotoServer) -> Iterator[object]:
+    """A boto3 DynamoDB client on a fresh set of tables."""
+    import boto3
+
+    from functions.common.config import TableNames
+    from functions.common.models import create_tables
+
+    moto_server.reset()
+    client = boto3.client("dynamodb", endpoint_url=moto_server.endpoint)
+    create_tables(client, TableNames())
+    yield client

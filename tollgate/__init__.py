@@ -1,0 +1,1 @@
+"""Operator side of Tollgate: the ``tollgate`` CLI and the local stack."""
