@@ -322,7 +322,7 @@ def table_schema(spec: TableSpec) -> dict[str, Any]:
     """
     schema = spec.model._get_schema()
 
-    def keys(key_schema: list[dict[str, str]]) -> list[dict[str, str]]:
+    def keys(key_schema: Any) -> list[Any]:
         return sorted(key_schema, key=lambda k: k["KeyType"])  # HASH before RANGE
 
     gsis = [

@@ -1,0 +1,1 @@
+"""The API Gateway REQUEST authorizer: every model call passes through it."""

@@ -1,0 +1,81 @@
+"""A lazily built low-level DynamoDB client and DynamoDB-JSON conversion for hot paths.
+
+The hot paths (authorizer, API) talk to DynamoDB through botocore directly: ``import
+botocore.session`` costs about two thirds of ``import boto3`` (measured: bench/), and
+their expressions on the nested gate map are clearer written out than through an ORM.
+boto3's ``TypeSerializer``/``TypeDeserializer`` would pull in boto3, so the few lines that
+convert plain values are here (strings, numbers, bools, None, lists, maps).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+_client: Any = None
+
+
+def client() -> Any:
+    """The process's DynamoDB client (built on first use; honours AWS_ENDPOINT_URL*)."""
+    global _client
+    if _client is None:
+        import botocore.config
+        import botocore.session
+
+        _client = botocore.session.get_session().create_client(
+            "dynamodb",
+            config=botocore.config.Config(
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=2,
+                read_timeout=3,
+                tcp_keepalive=True,
+            ),
+        )
+    return _client
+
+
+def reset_client() -> None:
+    """Forget the client (tests point the process at another endpoint)."""
+    global _client
+    _client = None
+
+
+def to_ddb(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int | float | Decimal):
+        return {"N": str(value)}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, dict):
+        return {"M": {k: to_ddb(v) for k, v in value.items()}}
+    if isinstance(value, list | tuple):
+        return {"L": [to_ddb(v) for v in value]}
+    raise TypeError(f"cannot store a {type(value).__name__} in DynamoDB")
+
+
+def from_ddb(value: dict[str, Any]) -> Any:
+    ((kind, raw),) = value.items()
+    if kind == "S":
+        return raw
+    if kind == "N":
+        return int(raw) if raw.lstrip("-").isdigit() else float(raw)
+    if kind == "BOOL":
+        return raw
+    if kind == "NULL":
+        return None
+    if kind == "M":
+        return {k: from_ddb(v) for k, v in raw.items()}
+    if kind == "L":
+        return [from_ddb(v) for v in raw]
+    if kind == "SS":
+        return set(raw)
+    if kind == "NS":
+        return {int(n) if n.lstrip("-").isdigit() else float(n) for n in raw}
+    raise TypeError(f"unsupported DynamoDB type {kind}")
+
+
+def item_from_ddb(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: from_ddb(v) for k, v in item.items()}
