@@ -1,0 +1,181 @@
+"""Input rules of the key lifecycle: names, scopes, prices, limits. Pure functions.
+
+Each either returns the normalised value or raises :class:`InvalidInput`, so the service
+checks all of its input before it writes anything.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from decimal import Decimal, InvalidOperation
+from typing import Final
+
+from functions.common import keyformat
+from functions.common.routes import SCOPES
+from functions.keys.errors import InvalidInput, quote, redact
+
+PLAN_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+TENANT_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+PRINCIPAL: Final = re.compile(r"[A-Za-z0-9_.@:/-]{1,128}")
+MODEL_NAME: Final = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")
+KEY_ID: Final = re.compile(re.escape(keyformat.KEY_ID_PREFIX) + r"[0-9A-Za-z]{16}")
+SPIKE_POLICIES: Final = ("suspend", "alert", "off")
+ENVIRONMENTS: Final = keyformat.ENVIRONMENTS
+DEFAULT_MODELS: Final = ("tollgate-echo",)
+MAX_REASON: Final = 1000
+MAX_ACTOR: Final = 128
+MICROS: Final = 1_000_000
+MAX_PRICE_MICROS: Final = 10**15  # a billion dollars per 1k tokens: a typo, not a price
+
+
+def plan_name(value: str) -> str:
+    if not isinstance(value, str) or not PLAN_NAME.fullmatch(value):
+        raise InvalidInput(f"bad plan name {quote(value)}: 1-64 characters of A-Z a-z 0-9 _ . -")
+    return value
+
+
+def tenant_id(value: str) -> str:
+    if not isinstance(value, str) or not TENANT_ID.fullmatch(value):
+        raise InvalidInput(f"bad tenant id {quote(value)}: 1-64 characters of A-Z a-z 0-9 _ -")
+    return value
+
+
+def principal(value: str) -> str:
+    if not isinstance(value, str) or not PRINCIPAL.fullmatch(value):
+        raise InvalidInput(
+            f"bad principal {quote(value)}: 1-128 characters of A-Z a-z 0-9 _ . @ : / -"
+        )
+    return value
+
+
+def key_id(value: str) -> str:
+    """A syntactically valid key id. A secret passed by mistake is refused without echo."""
+    if isinstance(value, str) and keyformat.looks_like_key(value.strip()):
+        raise InvalidInput("that is a secret, not a key id (to revoke by secret, use --secret)")
+    if not isinstance(value, str) or not KEY_ID.fullmatch(value):
+        raise InvalidInput(f"bad key id {quote(value)}: expected key_ and 16 letters or digits")
+    return value
+
+
+def environment(value: str) -> str:
+    if value not in ENVIRONMENTS:
+        raise InvalidInput(f"bad environment {quote(value)}: use live or test")
+    return value
+
+
+def scopes(values: Iterable[str] | None, allowed: Iterable[str] | None = None) -> list[str]:
+    """Known scopes, deduplicated and sorted; each must also be in ``allowed`` if given."""
+    if values is None:
+        raise InvalidInput("scopes are required")
+    wanted = sorted({s.strip() for s in values if s.strip()})
+    if not wanted:
+        raise InvalidInput("give at least one scope")
+    unknown = [s for s in wanted if s not in SCOPES]
+    if unknown:
+        raise InvalidInput(
+            f"unknown scope {quote(unknown[0])}: known scopes are {', '.join(sorted(SCOPES))}"
+        )
+    if allowed is not None:
+        allowed_set = set(allowed)
+        outside = [s for s in wanted if s not in allowed_set]
+        if outside:
+            raise InvalidInput(
+                f"scope {quote(outside[0])} is not allowed here "
+                f"(allowed: {', '.join(sorted(allowed_set)) or 'none'})"
+            )
+    return wanted
+
+
+def models(values: Iterable[str] | None) -> list[str]:
+    wanted = sorted({m.strip() for m in (values or DEFAULT_MODELS) if m.strip()})
+    if not wanted:
+        raise InvalidInput("give at least one model")
+    for name in wanted:
+        if not MODEL_NAME.fullmatch(name):
+            raise InvalidInput(f"bad model name {quote(name)}")
+    return wanted
+
+
+def limit(name: str, value: int | None) -> int | None:
+    """A non-negative integer limit, or None for unlimited."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"{name} must be a whole number >= 0")
+    return value
+
+
+def price_micros(name: str, value: str | Decimal | int | None) -> int:
+    """USD per 1k tokens given as a decimal string -> integer micro-dollars per 1k tokens.
+
+    Refuses negative, NaN, infinite and values with more than 6 decimals: money is never
+    rounded silently.
+    """
+    if value is None:
+        return 0
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise InvalidInput(f"{name} must be a decimal number of USD, e.g. 0.002") from None
+    if not amount.is_finite():
+        raise InvalidInput(f"{name} must be a finite number")
+    if amount < 0:
+        raise InvalidInput(f"{name} must not be negative")
+    micros = amount * MICROS
+    if micros != micros.to_integral_value():
+        raise InvalidInput(f"{name} has more than 6 decimals")
+    result = int(micros)
+    if result > MAX_PRICE_MICROS:
+        raise InvalidInput(f"{name} is implausibly large")
+    return result
+
+
+def micros_to_usd(micros: int | float | Decimal | None) -> str:
+    """Integer micro-dollars -> a plain decimal string of USD (``2000`` -> ``"0.002"``)."""
+    text = format(Decimal(int(micros or 0)).scaleb(-6), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def spike_policy(value: str) -> str:
+    if value not in SPIKE_POLICIES:
+        raise InvalidInput(f"bad spike policy {quote(value)}: use suspend, alert or off")
+    return value
+
+
+def spike_factor(value: float) -> float | int:
+    try:
+        factor = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput("spike factor must be a number greater than 1") from None
+    if not math.isfinite(factor) or factor <= 1 or factor > 1_000_000:
+        raise InvalidInput("spike factor must be a number greater than 1 (and sane)")
+    return int(factor) if factor.is_integer() else factor
+
+
+def token_budget(value: int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput("token budget must be a whole number >= 1")
+    return value
+
+
+def reason(value: str | None) -> str:
+    """A non-empty, one-line reason; anything that looks like a secret is redacted."""
+    text = " ".join((value or "").split())
+    if not text:
+        raise InvalidInput("a non-empty --reason is required")
+    if len(text) > MAX_REASON:
+        raise InvalidInput(f"reason is longer than {MAX_REASON} characters")
+    return redact(text)
+
+
+def actor(value: str | None) -> str:
+    text = " ".join((value or "").split())
+    if not text or len(text) > MAX_ACTOR:
+        raise InvalidInput(f"actor must be 1-{MAX_ACTOR} characters")
+    return redact(text)

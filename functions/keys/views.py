@@ -1,0 +1,104 @@
+"""Plain, JSON-ready views of the stored items: what the CLI prints and an API would return.
+
+A key view never holds the secret or its hash (the ``Key`` item holds neither).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from functions.common.models import ACTIVE, EXPIRED, AuditRecord, Key, Plan, Tenant
+from functions.keys.rules import micros_to_usd
+
+
+def iso(epoch: float) -> str:
+    """``epoch`` as ISO 8601 UTC with microseconds (sorts as text)."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def iso_seconds(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _num(value: Any) -> int | float:
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def key_status(key: Key, now: float) -> str:
+    """The status to show: the stored one, or ``expired`` for an active key past expiry."""
+    if key.status == ACTIVE and key.expires_at is not None and key.expires_at <= now:
+        return EXPIRED
+    return key.status
+
+
+def plan_view(plan: Plan) -> dict[str, Any]:
+    return {
+        "name": plan.name,
+        "requests_per_minute": _int(plan.requests_per_minute),
+        "requests_per_month": _int(plan.requests_per_month),
+        "tokens_per_month": _int(plan.tokens_per_month),
+        "scopes": sorted(plan.scopes or []),
+        "models": sorted(plan.models or []),
+        "price_per_1k_prompt": micros_to_usd(plan.price_prompt_micros_per_1k),
+        "price_per_1k_completion": micros_to_usd(plan.price_completion_micros_per_1k),
+        "price_prompt_micros_per_1k": int(plan.price_prompt_micros_per_1k or 0),
+        "price_completion_micros_per_1k": int(plan.price_completion_micros_per_1k or 0),
+        "spike_policy": plan.spike_policy,
+        "spike_factor": _num(plan.spike_factor),
+        "spike_floor_tpm": int(plan.spike_floor_tpm),
+        "created_at": plan.created_at,
+    }
+
+
+def tenant_view(tenant: Tenant) -> dict[str, Any]:
+    return {
+        "tenant_id": tenant.tenant_id,
+        "plan": tenant.plan,
+        "status": tenant.status,
+        "created_at": tenant.created_at,
+        "requests_per_minute": _int(tenant.lim_rpm),
+        "requests_per_month": _int(tenant.lim_rmo),
+        "tokens_per_month": _int(tenant.lim_tmo),
+        "scopes": sorted(tenant.plan_scopes or []),
+        "keys": len(tenant.gate.as_dict()) if tenant.gate is not None else 0,
+        "month": tenant.mo,
+        "month_requests": int(tenant.mreq or 0),
+        "month_tokens": int(tenant.mtok or 0),
+    }
+
+
+def key_view(key: Key, now: float) -> dict[str, Any]:
+    return {
+        "key_id": key.key_id,
+        "tenant_id": key.tenant_id,
+        "environment": key.environment,
+        "principal": key.principal,
+        "scopes": sorted(key.scopes or []),
+        "status": key_status(key, now),
+        "status_reason": key.status_reason,
+        "parent_key_id": key.parent_key_id,
+        "created_at": key.created_at,
+        "expires_at": iso_seconds(key.expires_at),
+        "token_budget": _int(key.token_budget),
+        "secret_serial": int(key.secret_serial or 1),
+        "rotated_at": key.rotated_at,
+    }
+
+
+def audit_view(record: AuditRecord) -> dict[str, Any]:
+    return {
+        "at": record.at,
+        "action": record.action,
+        "key_id": None if record.key_id in (None, "-") else record.key_id,
+        "tenant_id": None if record.tenant_id in (None, "-") else record.tenant_id,
+        "actor": record.actor,
+        "reason": record.reason or "",
+        "details": record.details.as_dict() if record.details is not None else {},
+    }
