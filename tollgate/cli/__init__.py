@@ -1,0 +1,98 @@
+"""The ``tollgate`` command line (INTERFACE.md): plans, tenants, keys and audit.
+
+Global options come before the command: ``--local``, ``--stack NAME``, ``--json``. Exit codes:
+0 on success; 2 on bad input (one line on stderr, nothing written); 1 on any other failure
+(one line on stderr, no stack trace). Each command group lives in its own module and is
+registered below; add new groups the same way.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import typer
+
+# typer >= 0.24 ships its own copy of click: its usage errors are these classes, not click's.
+from typer._click.exceptions import ClickException
+
+from functions.keys import KeyServiceError
+from functions.keys.errors import redact
+from tollgate.cli import audit, keys, plans, tenants
+from tollgate.cli.context import State, local_endpoint
+
+app = typer.Typer(
+    name="tollgate",
+    help="Manage Tollgate: plans, tenants, keys and the audit trail.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    local: bool = typer.Option(
+        False, "--local", help="Talk to the local stack (make local) on TOLLGATE_AWS_PORT."
+    ),
+    stack: str | None = typer.Option(
+        None, "--stack", metavar="NAME", help="Talk to a deployed stack; tables from its outputs."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Machine output: one JSON document."),
+) -> None:
+    """Global options; they come before the command."""
+    state = State(json=json_out, local=local, stack=stack)
+    if local:
+        from tollgate.local import aws
+
+        aws.point_clients_at(local_endpoint())  # before any client is built
+    if stack:
+        from functions.common.models import bind_tables
+        from tollgate.cli.stack import read_outputs, table_names
+
+        state.stack_outputs = read_outputs(stack)
+        bind_tables(table_names(state.stack_outputs, f"stack {stack!r}"))
+    ctx.obj = state
+
+
+app.add_typer(plans.app, name="plans")
+app.add_typer(tenants.app, name="tenants")
+app.add_typer(keys.app, name="keys")
+app.command("audit")(audit.audit)
+
+
+def _fail(code: int, message: str) -> int:
+    line = redact(" ".join(str(message).split())) or "failed"
+    sys.stderr.write(f"error: {line}\n")
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (the console script exits with it)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = app(args=args, prog_name="tollgate", standalone_mode=False)
+    except KeyServiceError as exc:
+        return _fail(2, exc.message)
+    except ClickException as exc:  # usage errors (exit 2)
+        message = exc.format_message()
+        if not message:  # e.g. a group without a command: help was printed already
+            return exc.exit_code
+        return _fail(exc.exit_code, message)
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except (typer.Abort, KeyboardInterrupt):
+        return _fail(1, "aborted")
+    except Exception as exc:  # the one place that turns any other failure into exit 1
+        return _fail(1, _describe(exc))
+    return result if isinstance(result, int) else 0
+
+
+def _describe(exc: BaseException) -> str:
+    """One line about an unexpected failure, with a hint for the usual local mistake."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if "Could not connect to the endpoint URL" in text or "ConnectionRefused" in text:
+        text += " (is the stack running? `make local` for --local)"
+    return text

@@ -1,0 +1,87 @@
+"""What every command shares: the global options, the service, output and failure.
+
+Command modules stay thin: parse options, call :class:`~functions.keys.KeyService` (or
+another domain service), hand the result to :func:`emit` with a human renderer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from functions.keys import InvalidInput, KeyService
+
+
+class BadInput(InvalidInput):
+    """Bad input found by the CLI layer itself (exit 2, nothing written)."""
+
+
+@dataclass
+class State:
+    """The global options, as given before the command."""
+
+    json: bool = False
+    local: bool = False
+    stack: str | None = None
+    stack_outputs: dict[str, str] = field(default_factory=dict)
+    _service: KeyService | None = None
+
+    @property
+    def service(self) -> KeyService:
+        if self._service is None:
+            self._service = KeyService()
+        return self._service
+
+
+def state(ctx: typer.Context) -> State:
+    """The state of the running invocation (set by the root callback)."""
+    found = ctx.find_root().obj
+    if not isinstance(found, State):
+        found = ctx.find_root().obj = State()
+    return found
+
+
+def service(ctx: typer.Context) -> KeyService:
+    return state(ctx).service
+
+
+def console() -> Console:
+    """A console on the current stdout (built per call, so captured output works)."""
+    wide = None if sys.stdout.isatty() else 200  # piped: do not squeeze tables to 80 columns
+    return Console(file=sys.stdout, width=wide, highlight=False, soft_wrap=False, emoji=False)
+
+
+def emit(ctx: typer.Context, data: Any, human: Callable[[Console, Any], None]) -> None:
+    """Print ``data``: one JSON document with ``--json``, else ``human(console, data)``."""
+    if state(ctx).json:
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    else:
+        human(console(), data)
+
+
+def note(ctx: typer.Context, message: str) -> None:
+    """A human remark on stderr (never in ``--json`` stdout)."""
+    if not state(ctx).json:
+        sys.stderr.write(message + "\n")
+
+
+def split_csv(value: str | None) -> list[str] | None:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``; None stays None (use the default)."""
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def local_endpoint() -> str:
+    """The embedded AWS endpoint of ``make local`` (``TOLLGATE_AWS_PORT``, default 4566)."""
+    raw = os.environ.get("TOLLGATE_AWS_PORT", "4566").strip() or "4566"
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise BadInput(f"TOLLGATE_AWS_PORT must be a port number, not {raw[:20]!r}")
+    return f"http://127.0.0.1:{int(raw)}"
