@@ -1,0 +1,154 @@
+"""``make local``: the whole system on this machine, in the foreground, until Ctrl-C/SIGTERM.
+
+moto's server is the AWS endpoint (DynamoDB with streams), the local gateway serves the
+managed API through the real authorizer and API handlers, and stream pollers feed the real
+stream handlers. State lives in memory and is gone when it stops.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from tollgate.local import aws
+
+STARTER_PLAN: dict[str, Any] = {
+    "requests_per_minute": 60,
+    "requests_per_month": 100_000,
+    "tokens_per_month": 2_000_000,
+    "models": ["tollgate-echo"],
+    "price_per_1k_prompt": "0.0005",
+    "price_per_1k_completion": "0.0015",
+}
+
+
+def _port(name: str, default: int) -> int:
+    raw = os.environ.get(name, str(default))
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        print(f"tollgate local: {name} must be a TCP port number, got {raw!r}", file=sys.stderr)
+        raise SystemExit(2)
+    return int(raw)
+
+
+class LocalStack:
+    """Everything ``make local`` runs; also used by the e2e tests and the benchmarks."""
+
+    def __init__(self, api_port: int = 0, aws_port: int = 0, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self._api_port = api_port
+        self._aws_port = aws_port
+        self.ready = threading.Event()
+        self.moto: aws.MotoServer | None = None
+        self._stoppers: list[Any] = []
+
+    def start(self) -> LocalStack:
+        # Quiet handler output unless asked; never the real AWS.
+        os.environ.setdefault(
+            "POWERTOOLS_LOG_LEVEL", os.environ.get("TOLLGATE_LOG_LEVEL", "WARNING")
+        )
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+        self.moto = aws.start(self.host, self._aws_port)
+        self._stoppers.append(self.moto.stop)
+        aws.point_clients_at(self.moto.endpoint)
+
+        import boto3
+
+        from functions.common.config import TableNames
+        from functions.common.models import create_tables
+
+        create_tables(boto3.client("dynamodb"), TableNames())
+
+        from tollgate.local.gateway import LocalGateway, serve
+
+        self.gateway = serve(LocalGateway(ready=self.ready.is_set), self.host, self._api_port)
+        thread = threading.Thread(target=self.gateway.serve_forever, daemon=True)
+        thread.start()
+        self._stoppers.append(self.gateway.shutdown)
+        self.ready.set()
+        return self
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.gateway.server_port}"
+
+    def seed_demo(self) -> list[dict[str, Any]]:
+        from functions.keys.service import KeyService
+
+        return KeyService().seed(
+            tenant_id="demo", plan="starter", plan_options=STARTER_PLAN, principal="demo-app"
+        )
+
+    def stop(self) -> None:
+        for stop in reversed(self._stoppers):
+            try:
+                stop()
+            except Exception as exc:  # keep stopping the rest
+                print(f"tollgate local: while stopping: {exc}", file=sys.stderr)
+        self._stoppers.clear()
+
+
+def banner(stack: LocalStack, keys: list[dict[str, Any]]) -> str:
+    live = next(k for k in keys if k["environment"] == "live")
+    test = next(k for k in keys if k["environment"] == "test")
+    url = stack.api_url
+    return f"""
+Tollgate is running locally (state is in memory and is gone when this stops).
+
+  managed API     {url}/v1        (health: {url}/health)
+  AWS endpoint    {stack.moto.endpoint if stack.moto else "?"}  (moto)
+
+Seeded tenant 'demo' on plan 'starter' with two keys (shown once, keep them):
+  live key  {live["key_id"]}  {live["secret"]}
+  test key  {test["key_id"]}  {test["secret"]}
+
+Try it:
+  curl -s {url}/v1/chat/completions \\
+    -H "Authorization: Bearer {live["secret"]}" -H "Content-Type: application/json" \\
+    -d '{{"model": "tollgate-echo", "messages": [{{"role": "user", "content": "hello"}}]}}'
+
+  .venv/bin/python - <<'PY'
+from openai import OpenAI
+client = OpenAI(base_url="{url}/v1", api_key="{live["secret"]}")
+messages = [{{"role": "user", "content": "hi"}}]
+reply = client.chat.completions.create(model="tollgate-echo", messages=messages)
+print(reply.choices[0].message.content)
+PY
+
+Manage it from another terminal:  .venv/bin/tollgate --local keys list --tenant demo
+Stop with Ctrl-C.
+"""
+
+
+def main() -> int:
+    api_port = _port("TOLLGATE_PORT", 8080)
+    aws_port = _port("TOLLGATE_AWS_PORT", 4566)
+    stack = LocalStack(api_port, aws_port)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        stack.start()
+    except OSError as exc:
+        print(f"tollgate local: cannot start: {exc}", file=sys.stderr)
+        stack.stop()
+        return 1
+    try:
+        keys = stack.seed_demo()
+        print(banner(stack, keys), flush=True)
+        stopping.wait()
+    finally:
+        print("tollgate local: stopping", file=sys.stderr, flush=True)
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
