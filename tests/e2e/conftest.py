@@ -64,14 +64,13 @@ def stack() -> Iterator[Stack]:
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1) as resp:  # noqa: S310
+            with urllib.request.urlopen(f"{url}/health", timeout=1) as resp:
                 if resp.status == 200:
                     break
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(
-                    f"local stack exited: {proc.stdout.read() if proc.stdout else ''}"
-                )
+                out = proc.stdout.read() if proc.stdout else ""
+                raise RuntimeError(f"local stack exited: {out}") from None
             time.sleep(0.2)
     else:
         proc.kill()
