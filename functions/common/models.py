@@ -62,6 +62,8 @@ class Plan(Model):
     tokens_per_month = NumberAttribute(null=True)
     scopes = ListAttribute(of=UnicodeAttribute, default=list)
     models = ListAttribute(of=UnicodeAttribute, default=list)
+    # Tools the plan entitles (POST /v1/tools/{name}/invoke); None (absent): every tool.
+    tools = ListAttribute(of=UnicodeAttribute, null=True)
     price_prompt_micros_per_1k = NumberAttribute(default=0)
     price_completion_micros_per_1k = NumberAttribute(default=0)
     spike_policy = UnicodeAttribute(default="suspend")  # suspend | alert | off
@@ -233,6 +235,7 @@ class UsageEvent(Model):
     latency_ms = NumberAttribute(default=0)
     source_ip = UnicodeAttribute(default="-")
     user_agent = UnicodeAttribute(default="-")
+    plan = UnicodeAttribute(null=True)  # the tenant's plan when the request was served
     by_tenant = UsageByTenant()
     by_key = UsageByKey()
 
