@@ -1,0 +1,1 @@
+"""CDK infrastructure of Tollgate: one stack composing one construct per concern."""

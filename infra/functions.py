@@ -1,0 +1,276 @@
+"""The one place that builds a Lambda function, and the one code asset they all share.
+
+Every function is Python 3.13 on arm64, runs the repo's ``functions/`` package from a single
+asset, and gets: its own role with only the actions its :class:`FunctionSpec` lists, the
+table variables of ``functions.common.config.TABLE_ENV`` for exactly the tables it uses, a
+log group with the environment's retention, optional reserved concurrency and optional
+X-Ray tracing. Adding a function is one :class:`FunctionSpec`::
+
+    fns.add(FunctionSpec(
+        "UsageAggregator", "functions.usage.handler.handler", service="usage",
+        tables={"rollups": ("dynamodb:UpdateItem",)},
+    ))
+
+(A stream consumer's read permissions come from its ``DynamoEventSource``, which grants them.)
+
+The asset is bundled on this machine without Docker (:class:`PipBundler`). Tests skip
+bundling with the App context ``aws:cdk:bundling-stacks: []``; CDK then points the asset at
+the source folder and never calls the bundler.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import jsii
+from aws_cdk import (
+    AssetHashType,
+    Aws,
+    BundlingOptions,
+    DockerImage,
+    Duration,
+    ILocalBundling,
+)
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from functions.common.config import TABLE_ENV
+from infra.nag import acknowledge
+from infra.settings import Settings
+from infra.tables import Tables
+
+REPO_ROOT: Final = Path(__file__).resolve().parent.parent
+FUNCTIONS_DIR: Final = REPO_ROOT / "functions"
+REQUIREMENTS: Final = REPO_ROOT / "requirements.txt"
+
+# The Lambda Python runtime ships boto3 and its dependency closure. Bundling our own copies
+# would add ~30 MB and shadow the runtime's versions (/var/task comes first on sys.path).
+RUNTIME_PROVIDED: Final = (
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "jmespath",
+    "urllib3",
+    "python_dateutil",
+    "six",
+)
+
+_INDEX_ACTIONS: Final = frozenset({"dynamodb:Query", "dynamodb:Scan"})
+
+
+@jsii.implements(ILocalBundling)
+class PipBundler:
+    """Bundles ``functions/`` plus the wheels of ``requirements.txt`` for Lambda's
+    Python 3.13 on arm64 (manylinux2014_aarch64, binary wheels only), without Docker."""
+
+    def __init__(
+        self,
+        source: Path = FUNCTIONS_DIR,
+        requirements: Path = REQUIREMENTS,
+        python: str = sys.executable,
+    ) -> None:
+        self.source = source
+        self.requirements = requirements
+        self.python = python
+
+    def try_bundle(self, output_dir: str, *_args: Any, **_options: Any) -> bool:
+        out = Path(output_dir)
+        shutil.copytree(
+            self.source,
+            out / self.source.name,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache"),
+            dirs_exist_ok=True,
+        )
+        subprocess.run(  # noqa: S603 - fixed argv, no shell
+            [
+                self.python,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-compile",  # Lambda compiles on import; .pyc here would only add size
+                "--requirement",
+                str(self.requirements),
+                "--target",
+                str(out),
+                "--platform",
+                "manylinux2014_aarch64",
+                "--only-binary=:all:",
+                "--python-version",
+                "3.13",
+                "--implementation",
+                "cp",
+            ],
+            check=True,
+        )
+        remove_distributions(out, RUNTIME_PROVIDED)
+        shutil.rmtree(out / "bin", ignore_errors=True)  # console scripts: never run in Lambda
+        return True
+
+
+def remove_distributions(target: Path, names: Sequence[str]) -> None:
+    """Delete installed distributions from a ``pip --target`` folder, file by file (RECORD)."""
+    wanted = {n.lower().replace("-", "_") for n in names}
+    for dist_info in target.glob("*.dist-info"):
+        dist = dist_info.name.split("-")[0].lower().replace("-", "_")
+        if dist not in wanted:
+            continue
+        record = dist_info / "RECORD"
+        files = [line.split(",")[0] for line in record.read_text().splitlines() if line]
+        for rel in files:
+            path = (target / rel).resolve()
+            if path.is_relative_to(target.resolve()) and path.is_file():
+                path.unlink()
+        shutil.rmtree(dist_info, ignore_errors=True)
+    for folder in sorted((p for p in target.rglob("*") if p.is_dir()), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def code_asset() -> lambda_.Code:
+    """The one code asset of every function; hashed by its bundled output."""
+    return lambda_.Code.from_asset(
+        str(FUNCTIONS_DIR),
+        asset_hash_type=AssetHashType.OUTPUT,
+        bundling=BundlingOptions(
+            # Never pulled: PipBundler always bundles locally. CDK requires an image.
+            image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.13"),
+            local=PipBundler(),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """What one function is and may do.
+
+    ``tables`` maps a table kind to the DynamoDB actions the function performs on it; it
+    decides both the role's statements and the ``TOLLGATE_TABLE_*`` variables the function
+    gets. ``statements`` are any other permissions (Bedrock, Secrets Manager, ...).
+    """
+
+    name: str
+    handler: str
+    service: str
+    tables: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    statements: Sequence[iam.PolicyStatement] = ()
+    environment: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+    memory_size: int = 256
+    timeout: Duration = field(default_factory=lambda: Duration.seconds(10))
+    reserved_concurrency: int | None = None
+    tracing: bool = False
+
+
+class Functions(Construct):
+    """Builds functions from :class:`FunctionSpec` s, all from one shared code asset."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        tables: Tables,
+        code: lambda_.Code | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.settings = settings
+        self.tables = tables
+        self.code = code or code_asset()
+        self.functions: dict[str, lambda_.Function] = {}
+
+    def add(self, spec: FunctionSpec) -> lambda_.Function:
+        scope = Construct(self, spec.name)
+        role = iam.Role(
+            scope,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Tollgate {spec.name}: only the actions this function uses",
+        )
+        log_group = logs.LogGroup(
+            scope,
+            "Logs",
+            retention=self.settings.log_retention,
+            removal_policy=self.settings.removal_policy,
+        )
+        # Only its own log group: no AWSLambdaBasicExecutionRole (logs:* on every group).
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            )
+        )
+        for statement in self._table_statements(spec):
+            role.add_to_policy(statement)
+        for statement in spec.statements:
+            role.add_to_policy(statement)
+
+        environment = {
+            "POWERTOOLS_SERVICE_NAME": spec.service,
+            "POWERTOOLS_METRICS_NAMESPACE": "Tollgate",
+            "LOG_LEVEL": self.settings.log_level,
+            **{TABLE_ENV[kind]: self.tables.tables[kind].table_name for kind in spec.tables},
+            **spec.environment,
+        }
+        if not spec.tracing:
+            environment["POWERTOOLS_TRACE_DISABLED"] = "true"
+        function = lambda_.Function(
+            scope,
+            "Function",
+            description=spec.description or f"Tollgate {spec.name}",
+            runtime=lambda_.Runtime.PYTHON_3_13,
+            architecture=lambda_.Architecture.ARM_64,
+            code=self.code,
+            handler=spec.handler,
+            role=role,
+            environment=environment,
+            memory_size=spec.memory_size,
+            timeout=spec.timeout,
+            reserved_concurrent_executions=spec.reserved_concurrency,
+            tracing=lambda_.Tracing.ACTIVE if spec.tracing else lambda_.Tracing.DISABLED,
+            log_group=log_group,
+        )
+        acknowledge(
+            function,
+            "AwsSolutions-L1",
+            "Python 3.13 is chosen on purpose: the bundled wheels are built for cp313 "
+            "(PipBundler --python-version 3.13) and the code is tested on it; the runtime and "
+            "the bundler's target move together, in one change, with the tests.",
+        )
+        self.functions[spec.name] = function
+        return function
+
+    def _table_statements(self, spec: FunctionSpec) -> list[iam.PolicyStatement]:
+        statements = []
+        for kind, actions in spec.tables.items():
+            table = self.tables.tables[kind]
+            resources = [table.table_arn]
+            if _INDEX_ACTIONS & set(actions):
+                resources += [
+                    f"{table.table_arn}/index/{name}" for name in self.tables.indexes[kind]
+                ]
+            statements.append(iam.PolicyStatement(actions=sorted(actions), resources=resources))
+        if statements:
+            # Tables are encrypted with the CMK: DynamoDB decrypts the
+            # table key with the caller's credentials, so the role needs kms:Decrypt, and
+            # only when the call comes through DynamoDB in this region.
+            statements.append(
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt"],
+                    resources=[self.tables.key.key_arn],
+                    conditions={
+                        "StringEquals": {"kms:ViaService": f"dynamodb.{Aws.REGION}.amazonaws.com"}
+                    },
+                )
+            )
+        return statements

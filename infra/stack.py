@@ -1,0 +1,37 @@
+"""The Tollgate stack: composes one construct per concern and nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Stack, Tags
+from constructs import Construct
+
+from infra.api import Api
+from infra.functions import Functions
+from infra.settings import Settings
+from infra.tables import Tables
+from infra.waf import Waf
+
+
+class TollgateStack(Stack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs: Any
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            stack_name=settings.stack_name,
+            description=f"Tollgate ({settings.env_name}): governed, metered access to AI models",
+            termination_protection=settings.prod,
+            **kwargs,
+        )
+        Tags.of(self).add("app", "tollgate")
+        Tags.of(self).add("env", settings.env_name)
+
+        self.tables = Tables(self, "Tables", settings=settings)
+        self.functions = Functions(self, "Functions", settings=settings, tables=self.tables)
+        self.api = Api(self, "Api", settings=settings, functions=self.functions)
+        self.waf = Waf(
+            self, "Waf", settings=settings, stage_arn=self.api.rest_api.deployment_stage.stage_arn
+        )

@@ -1,0 +1,115 @@
+"""The REST API: authorizer (TTL 0, no identity source), routes and gateway responses from the
+route table, access logs without secrets, WAF on the stage, and the stack outputs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from functions.common.routes import GATEWAY_RESPONSES, ROUTES
+from tests.infra.cfn import of_type, ref, resource_paths
+from tests.infra.conftest import Synth
+
+
+def one(resources: dict[str, Any], type_: str) -> tuple[str, dict[str, Any]]:
+    found = of_type(resources, type_)
+    assert len(found) == 1, f"expected one {type_}, found {sorted(found)}"
+    return next(iter(found.items()))
+
+
+def function_id(synth: Synth, output: str) -> str:
+    value = synth.outputs[output]["Value"]
+    logical_id = ref(value)
+    assert logical_id and synth.resources[logical_id]["Type"] == "AWS::Lambda::Function"
+    return logical_id
+
+
+def test_authorizer_checks_every_request_and_demands_no_header(dev: Synth) -> None:
+    _, authorizer = one(dev.resources, "AWS::ApiGateway::Authorizer")
+    props = authorizer["Properties"]
+    assert props["Type"] == "REQUEST"
+    assert props["AuthorizerResultTtlInSeconds"] == 0
+    assert "IdentitySource" not in props
+    assert function_id(dev, "AuthorizerFunctionName") in json.dumps(props["AuthorizerUri"])
+
+
+def test_every_route_exists_with_the_authorizer_and_the_api_function(dev: Synth) -> None:
+    authorizer_id, _ = one(dev.resources, "AWS::ApiGateway::Authorizer")
+    api_function = function_id(dev, "ApiFunctionName")
+    paths = resource_paths(dev.resources)
+    methods = {
+        (m["Properties"]["HttpMethod"], paths[str(ref(m["Properties"]["ResourceId"]))]): m[
+            "Properties"
+        ]
+        for m in of_type(dev.resources, "AWS::ApiGateway::Method").values()
+    }
+    assert set(methods) == {(r.method, r.path) for r in ROUTES}
+    for route in ROUTES:
+        method = methods[(route.method, route.path)]
+        if route.authorized:
+            assert method["AuthorizationType"] == "CUSTOM", route
+            assert ref(method["AuthorizerId"]) == authorizer_id, route
+        else:
+            assert method["AuthorizationType"] == "NONE", route
+        assert method["Integration"]["Type"] == "AWS_PROXY"
+        assert api_function in json.dumps(method["Integration"]["Uri"])
+        for name in (s[1:-1] for s in route.segments if s.startswith("{")):
+            assert method["RequestParameters"][f"method.request.path.{name}"] is True
+
+
+def test_gateway_responses_carry_the_openai_error_body(dev: Synth) -> None:
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in of_type(dev.resources, "AWS::ApiGateway::GatewayResponse").values()
+    }
+    assert set(responses) == set(GATEWAY_RESPONSES)
+    for name, expected in GATEWAY_RESPONSES.items():
+        actual = responses[name]
+        assert actual["StatusCode"] == str(expected.status), name
+        assert actual["ResponseTemplates"] == {"application/json": expected.template}, name
+        assert actual.get("ResponseParameters", {}) == {
+            f"gatewayresponse.header.{h}": f"'{v}'" for h, v in expected.headers
+        }, name
+    assert (
+        "$context.authorizer.message"
+        in responses["ACCESS_DENIED"]["ResponseTemplates"]["application/json"]
+    )
+
+
+def test_access_logs_are_json_without_headers_and_no_data_trace(dev: Synth) -> None:
+    _, stage = one(dev.resources, "AWS::ApiGateway::Stage")
+    props = stage["Properties"]
+    fields = json.loads(props["AccessLogSetting"]["Format"])
+    assert {"requestId", "ip", "status", "keyId", "tenantId"} <= set(fields)
+    lowered = props["AccessLogSetting"]["Format"].lower()
+    for secret_bearing in ("header", "authorization", "x-api-key", "$input", "apikey"):
+        assert secret_bearing not in lowered
+    (settings,) = props["MethodSettings"]
+    assert settings["DataTraceEnabled"] is False
+    assert settings["LoggingLevel"] == "ERROR"
+    _, rest_api = one(dev.resources, "AWS::ApiGateway::RestApi")
+    assert rest_api["Properties"]["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+
+
+def test_waf_guards_the_stage_with_managed_rules_and_a_rate_limit(dev: Synth) -> None:
+    acl_id, acl = one(dev.resources, "AWS::WAFv2::WebACL")
+    _, association = one(dev.resources, "AWS::WAFv2::WebACLAssociation")
+    stage_id, _ = one(dev.resources, "AWS::ApiGateway::Stage")
+    assert ref(association["Properties"]["WebACLArn"]) == acl_id
+    arn = json.dumps(association["Properties"]["ResourceArn"])
+    assert f'"/stages/", {{"Ref": "{stage_id}"}}' in arn
+    rules = {r["Name"]: r for r in acl["Properties"]["Rules"]}
+    rate = rules["RatePerSourceIp"]["Statement"]["RateBasedStatement"]
+    assert rate == {"AggregateKeyType": "IP", "Limit": 1000}
+    assert {"AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet"} <= set(rules)
+
+
+def test_outputs_for_the_cli_and_operators(dev: Synth) -> None:
+    outputs = dev.outputs
+    assert {"ApiUrl", "AuthorizerFunctionName", "ApiFunctionName", "UpstreamSecretArn"} <= set(
+        outputs
+    )
+    _, secret = one(dev.resources, "AWS::SecretsManager::Secret")
+    generated = secret["Properties"]["GenerateSecretString"]
+    assert json.loads(generated["SecretStringTemplate"]) == {"base_url": ""}
+    assert generated["GenerateStringKey"] == "api_key"
