@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 from functions.authorizer import logic
 from functions.authorizer.store import Admitted, DependencyError, GateStore
 from functions.common.config import TableNames
-from functions.common.observability import MetricUnit, logger, metrics
+from functions.common.observability import MetricUnit, log_metrics, logger, metrics
 from functions.common.routes import route_for
 
 MAX_ATTEMPTS = 4
@@ -103,7 +103,7 @@ def _context(decision: logic.Decision, facts: dict[str, str]) -> dict[str, Any]:
     }
 
 
-@metrics.log_metrics
+@log_metrics
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def handler(raw: dict[str, Any], context: Any) -> dict[str, Any]:
     event = APIGatewayAuthorizerRequestEvent(raw)

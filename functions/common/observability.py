@@ -7,10 +7,35 @@ still trace the request end to end when active tracing is on in CDK.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 logger = Logger(service="tollgate", log_uncaught_exceptions=False)
 metrics = Metrics(namespace="Tollgate", service="tollgate")
 
-__all__ = ["MetricUnit", "logger", "metrics"]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def log_metrics(handler: F) -> F:
+    """``metrics.log_metrics``, plus: with POWERTOOLS_METRICS_DISABLED (local stack, tests)
+    Powertools keeps the values instead of flushing them and prints them anyway once 100
+    pile up; clear them after each invocation instead."""
+    decorated = metrics.log_metrics(handler)
+
+    @functools.wraps(handler)
+    def wrapper(event: Any, context: Any) -> Any:
+        try:
+            return decorated(event, context)
+        finally:
+            if is_metrics_disabled():
+                metrics.clear_metrics()
+
+    return wrapper  # type: ignore[return-value]
+
+
+__all__ = ["MetricUnit", "log_metrics", "logger", "metrics"]

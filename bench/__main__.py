@@ -1,0 +1,98 @@
+"""``make bench``: run every benchmark section and write bench/REPORT.md + bench/report.json.
+
+Sections: ``python -m bench gate api`` runs only those; no argument runs all.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from bench.common import Section
+
+SECTIONS = ("gate", "api", "usage", "detect")
+HERE = Path(__file__).parent
+
+
+def machine() -> dict[str, str]:
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            mem = f"{int(f.readline().split()[1]) // 1024 // 1024} GiB"
+    except OSError:
+        pass
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": str(os.cpu_count()),
+        "memory": mem,
+        "aws": "moto server (in-process thread, requests serialised), no network",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def render(sections: list[Section], info: dict[str, str]) -> str:
+    lines = [
+        "# Tollgate benchmark report",
+        "",
+        "Produced by `make bench`. Each figure is a count or a ratio against a baseline "
+        "measured in the same run on the same machine (medians unless said).",
+        "",
+        "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items()),
+        "",
+    ]
+    for sec in sections:
+        lines += [
+            f"## {sec.name}",
+            "",
+            "| figure | value | baseline (same run) | target | met |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for f in sec.figures:
+            met = "" if f.ok is None else ("yes" if f.ok else "**no**")
+            lines.append(f"| {f.name} | {f.value} {f.unit} | {f.baseline} | {f.target} | {met} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    wanted = argv or list(SECTIONS)
+    unknown = [s for s in wanted if s not in SECTIONS]
+    if unknown:
+        print(
+            f"bench: unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}",
+            file=sys.stderr,
+        )
+        return 2
+    from bench.env import moto_tables
+
+    sections: list[Section] = []
+    with moto_tables():
+        for name in wanted:
+            try:
+                module = importlib.import_module(f"bench.{name}")
+            except ModuleNotFoundError:
+                print(f"[{name}] not built yet, skipped", flush=True)
+                continue
+            print(f"[{name}]", flush=True)
+            sections.append(module.run())
+    info = machine()
+    (HERE / "REPORT.md").write_text(render(sections, info))
+    (HERE / "report.json").write_text(
+        json.dumps(
+            {"machine": info, "figures": [f.as_dict() for s in sections for f in s.figures]},
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"\nwrote {HERE / 'REPORT.md'} and {HERE / 'report.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
