@@ -27,6 +27,7 @@ class Route:
     scope: str | None  # None: any valid key may call it
     environments: frozenset[str] = BOTH
     authorized: bool = True  # False: no API key (the leak webhook verifies a signature instead)
+    function: str = "api"  # which function serves it: a key of HANDLERS
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -39,7 +40,21 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("POST", "/v1/tools/{name}/invoke", "tools.invoke", "tools:execute"),
     Route("GET", "/v1/fine_tuning/jobs", "fine_tuning.jobs.list", "finetune:read", LIVE),
     Route("GET", "/v1/fine_tuning/jobs/{id}", "fine_tuning.jobs.get", "finetune:read", LIVE),
+    Route(
+        "POST",
+        "/webhooks/github/secret-scanning",
+        "webhooks.github.secret_scanning",
+        None,
+        authorized=False,
+        function="webhook",
+    ),
 )
+
+# The Lambda handler of each function that serves routes (CDK and the local gateway use it).
+HANDLERS: Final[dict[str, str]] = {
+    "api": "functions.api.handler.handler",
+    "webhook": "functions.webhook.handler.handler",
+}
 
 SCOPES: Final[frozenset[str]] = frozenset(r.scope for r in ROUTES if r.scope)
 

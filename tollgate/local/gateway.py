@@ -33,7 +33,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from functions.common.routes import Route, match, render_gateway_response
+from functions.common.routes import HANDLERS, Route, match, render_gateway_response
 
 ACCOUNT = "123456789012"
 API_ID = "local"
@@ -107,11 +107,11 @@ class LocalGateway:
     def __init__(
         self,
         authorizer: str = "functions.authorizer.handler.handler",
-        api: str = "functions.api.handler.handler",
+        handlers: dict[str, str] | None = None,
         ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self._authorizer_path = authorizer
-        self._api_path = api
+        self._handlers = dict(HANDLERS if handlers is None else handlers)
         self._ready = ready
 
     # -- events ---------------------------------------------------------------------------
@@ -223,7 +223,7 @@ class LocalGateway:
                 return outcome
             authorizer_ctx = outcome
 
-        api = _load(self._api_path)
+        api = _load(self._handlers[route.function])
         if api is None:
             return Response(
                 json.dumps(
@@ -240,7 +240,7 @@ class LocalGateway:
             )
         event = self.proxy_event(request, route, params, rc, authorizer_ctx)
         try:
-            result = api(event, LambdaContext("tollgate-api"))
+            result = api(event, LambdaContext(f"tollgate-{route.function}"))
             return self._proxy_response(result)
         except Exception:  # the function failed: API Gateway answers 502
             return _gateway_response("DEFAULT_5XX")
