@@ -98,6 +98,19 @@ def models(values: Iterable[str] | None) -> list[str]:
     return wanted
 
 
+def tools(values: Iterable[str] | None) -> list[str] | None:
+    """Tool names a plan entitles; None (not given) means every tool."""
+    if values is None:
+        return None
+    wanted = sorted({t.strip() for t in values if t.strip()})
+    if not wanted:
+        raise InvalidInput("give at least one tool, or leave --tools out for all tools")
+    for name in wanted:
+        if not MODEL_NAME.fullmatch(name):
+            raise InvalidInput(f"bad tool name {quote(name)}")
+    return wanted
+
+
 def limit(name: str, value: int | None) -> int | None:
     """A non-negative integer limit, or None for unlimited."""
     if value is None:

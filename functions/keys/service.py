@@ -127,6 +127,7 @@ class KeyService:
         tokens_per_month: int | None = None,
         scopes: Iterable[str] | None = None,
         models: Iterable[str] | None = None,
+        tools: Iterable[str] | None = None,
         price_per_1k_prompt: str = "0",
         price_per_1k_completion: str = "0",
         spike_policy: str = "suspend",
@@ -134,7 +135,10 @@ class KeyService:
         spike_floor_tpm: int = 1000,
         actor: str | None = None,
     ) -> dict[str, Any]:
-        """Create a plan; :class:`AlreadyExists` if the name is taken."""
+        """Create a plan; :class:`AlreadyExists` if the name is taken.
+
+        Limits left as None are unlimited; ``tools`` None entitles every tool.
+        """
         plan = Plan(
             name=rules.plan_name(name),
             requests_per_minute=rules.limit("requests per minute", requests_per_minute),
@@ -142,6 +146,7 @@ class KeyService:
             tokens_per_month=rules.limit("tokens per month", tokens_per_month),
             scopes=rules.scopes(sorted(SCOPES) if scopes is None else scopes),
             models=rules.models(models),
+            tools=rules.tools(tools),
             price_prompt_micros_per_1k=rules.price_micros(
                 "price per 1k prompt tokens", price_per_1k_prompt
             ),
@@ -293,7 +298,8 @@ class KeyService:
     ) -> dict[str, Any]:
         """Issue a child key (e.g. for an agent) under an active, non-delegated parent.
 
-        Same tenant and environment; scopes a subset of the parent's (default: the parent's);
+        Same tenant and environment; scopes a subset of the parent's (default: the parent's
+        that the tenant's plan still allows);
         an optional token budget; an expiry never later than the parent's (a later request is
         clamped, reported as ``expiry_clamped``). One level only: a delegated key cannot
         delegate, which keeps revocation cascades and budgets simple to reason about.
@@ -316,13 +322,13 @@ class KeyService:
         if status != ACTIVE:
             raise Conflict(f"key {parent.key_id} is {status}; only an active key can delegate")
         parent_scopes = sorted(str(s) for s in parent.scopes or [])
+        plan_scopes = {str(s) for s in tenant.plan_scopes or []}
+        if scopes is None:  # default: what the parent may still do under the current plan
+            scopes = [s for s in parent_scopes if s in plan_scopes]
         try:
-            chosen = rules.scopes(
-                parent_scopes if scopes is None else scopes, allowed=parent_scopes
-            )
+            chosen = rules.scopes(scopes, allowed=parent_scopes)
         except InvalidInput as exc:
             raise InvalidInput(f"delegation cannot widen the parent's scopes: {exc}") from None
-        plan_scopes = set(tenant.plan_scopes or [])
         if not set(chosen) <= plan_scopes:
             outside = sorted(set(chosen) - plan_scopes)[0]
             raise InvalidInput(f"scope {quote(outside)} is no longer in the tenant's plan")

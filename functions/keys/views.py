@@ -46,6 +46,7 @@ def plan_view(plan: Plan) -> dict[str, Any]:
         "tokens_per_month": _int(plan.tokens_per_month),
         "scopes": sorted(plan.scopes or []),
         "models": sorted(plan.models or []),
+        "tools": None if plan.tools is None else sorted(plan.tools),
         "price_per_1k_prompt": micros_to_usd(plan.price_prompt_micros_per_1k),
         "price_per_1k_completion": micros_to_usd(plan.price_completion_micros_per_1k),
         "price_prompt_micros_per_1k": int(plan.price_prompt_micros_per_1k or 0),

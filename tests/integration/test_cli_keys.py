@@ -455,3 +455,25 @@ def test_actor_option_and_env(
     monkeypatch.delenv("TOLLGATE_ACTOR")
     other = cli("keys", "create", "--tenant", "acme").ok().json
     assert cli("audit", "--key", other["key_id"]).ok().json[0]["actor"].startswith("cli:")
+
+
+def test_delegation_default_scopes_follow_a_narrowed_plan(cli: Run, key: dict[str, Any]) -> None:
+    cli("plans", "create", "narrow", "--scopes", "inference:invoke").ok()
+    cli("tenants", "set-plan", "acme", "narrow").ok()
+    child = cli("keys", "delegate", key["key_id"], "--principal", "a").ok().json
+    assert child["scopes"] == ["inference:invoke"]
+
+
+def test_revoke_in_batches_for_large_tenants(
+    cli: Run, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from functions.keys import service as service_module
+
+    monkeypatch.setattr(service_module, "REVOKE_BATCH", 2)
+    parent = cli("keys", "create", "--tenant", tenant).ok().json
+    ids = {parent["key_id"]}
+    ids |= {cli("keys", "create", "--tenant", tenant).ok().json["key_id"] for _ in range(2)}
+    ids.add(cli("keys", "delegate", parent["key_id"], "--principal", "a").ok().json["key_id"])
+    result = cli("keys", "revoke", "--tenant", tenant, "--reason", "x").ok().json
+    assert set(result["revoked"]) == ids
+    assert all(entry(tenant, k)[gate.STATUS] == "revoked" for k in ids)

@@ -16,7 +16,7 @@ def test_create_with_everything(cli: Run) -> None:
         "plans", "create", "pro",
         "--requests-per-minute", "600", "--requests-per-month", "100000",
         "--tokens-per-month", "5000000", "--scopes", "inference:invoke,tools:execute",
-        "--models", "tollgate-echo,anthropic.claude-3-haiku",
+        "--models", "tollgate-echo,anthropic.claude-3-haiku", "--tools", "search,calc",
         "--price-per-1k-prompt", "0.00025", "--price-per-1k-completion", "0.00125",
         "--spike-policy", "alert", "--spike-factor", "4.5", "--spike-floor-tpm", "200",
     ).ok().json  # fmt: skip
@@ -26,6 +26,7 @@ def test_create_with_everything(cli: Run) -> None:
     assert plan["tokens_per_month"] == 5000000
     assert plan["scopes"] == ["inference:invoke", "tools:execute"]
     assert plan["models"] == ["anthropic.claude-3-haiku", "tollgate-echo"]
+    assert plan["tools"] == ["calc", "search"]
     assert plan["price_per_1k_prompt"] == "0.00025"
     assert plan["price_per_1k_completion"] == "0.00125"
     assert plan["spike_policy"] == "alert"
@@ -43,6 +44,7 @@ def test_defaults(cli: Run) -> None:
     assert plan["tokens_per_month"] is None
     assert plan["scopes"] == sorted(SCOPES)
     assert plan["models"] == ["tollgate-echo"]
+    assert plan["tools"] is None
     assert plan["price_per_1k_prompt"] == "0"
     assert plan["spike_policy"] == "suspend"
     assert plan["spike_factor"] == 10
@@ -96,6 +98,8 @@ def test_duplicate_is_refused(cli: Run, bad_input: Run) -> None:
         ["plans", "create", "p", "--scopes", "admin:all"],
         ["plans", "create", "p", "--scopes", ","],
         ["plans", "create", "p", "--models", "bad model!"],
+        ["plans", "create", "p", "--tools", ","],
+        ["plans", "create", "p", "--tools", "no spaces"],
         ["plans", "create", "p", "--requests-per-minute", "-1"],
         ["plans", "create", "p", "--requests-per-month", "lots"],
         ["plans", "create", "p", "--tokens-per-month", "1.5"],

@@ -27,6 +27,9 @@ def create(
     models: str | None = typer.Option(
         None, "--models", metavar="M,M", help="Default: tollgate-echo."
     ),
+    tools: str | None = typer.Option(
+        None, "--tools", metavar="T,T", help="Tools the plan entitles. Default: all."
+    ),
     price_prompt: str = typer.Option("0", "--price-per-1k-prompt", metavar="USD"),
     price_completion: str = typer.Option("0", "--price-per-1k-completion", metavar="USD"),
     spike_policy: str = typer.Option(
@@ -45,6 +48,7 @@ def create(
         tokens_per_month=tokens_per_month,
         scopes=split_csv(scopes),
         models=split_csv(models),
+        tools=split_csv(tools),
         price_per_1k_prompt=price_prompt,
         price_per_1k_completion=price_completion,
         spike_policy=spike_policy,
