@@ -169,6 +169,7 @@ class FunctionSpec:
     timeout: Duration = field(default_factory=lambda: Duration.seconds(10))
     reserved_concurrency: int | None = None
     tracing: bool = False
+    p99_alarm_ms: int | None = None  # alarm when p99 duration stays above this
 
 
 class Functions(Construct):
@@ -188,6 +189,7 @@ class Functions(Construct):
         self.tables = tables
         self.code = code or code_asset()
         self.functions: dict[str, lambda_.Function] = {}
+        self.specs: list[FunctionSpec] = []
 
     def add(self, spec: FunctionSpec) -> lambda_.Function:
         scope = Construct(self, spec.name)
@@ -248,6 +250,7 @@ class Functions(Construct):
             "the bundler's target move together, in one change, with the tests.",
         )
         self.functions[spec.name] = function
+        self.specs.append(spec)
         return function
 
     def _table_statements(self, spec: FunctionSpec) -> list[iam.PolicyStatement]:

@@ -13,6 +13,7 @@ context key          meaning                                           default
 ``bedrock_models``   foundation model ids the API may invoke (list,    Claude 3 Haiku
                      or a comma-separated string on the command line)
 ``waf_rate_limit``   requests per source IP per 5 minutes (WAF)        dev 1000, prod 2000
+``alert_email``      e-mail subscribed to the alerts topic             none
 ==================== ================================================= ======================
 """
 
@@ -37,6 +38,7 @@ class Settings:
     log_level: str = "INFO"
     bedrock_models: tuple[str, ...] = DEFAULT_BEDROCK_MODELS
     waf_rate_limit: int = 1000
+    alert_email: str | None = None
 
     @property
     def prod(self) -> bool:
@@ -77,4 +79,5 @@ class Settings:
             log_level=str(get("log_level") or "INFO").upper(),
             bedrock_models=tuple(str(m) for m in models),
             waf_rate_limit=int(get("waf_rate_limit") or (2000 if env_name == "prod" else 1000)),
+            alert_email=str(get("alert_email")) if get("alert_email") else None,
         )

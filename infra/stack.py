@@ -9,6 +9,7 @@ from constructs import Construct
 
 from infra.api import Api
 from infra.functions import Functions
+from infra.observability import Observability
 from infra.settings import Settings
 from infra.tables import Tables
 from infra.waf import Waf
@@ -34,4 +35,12 @@ class TollgateStack(Stack):
         self.api = Api(self, "Api", settings=settings, functions=self.functions)
         self.waf = Waf(
             self, "Waf", settings=settings, stage_arn=self.api.rest_api.deployment_stage.stage_arn
+        )
+        # Last: it watches every function the constructs above have built.
+        self.observability = Observability(
+            self,
+            "Observability",
+            settings=settings,
+            api=self.api.rest_api,
+            functions=self.functions,
         )

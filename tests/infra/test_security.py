@@ -24,6 +24,11 @@ def test_no_unacknowledged_cdk_nag_finding(synth: Synth) -> None:
         for c in v["violatingConstructs"]
     ]
     assert synth.error is None and not violations, "\n".join(violations) or synth.error
+    (report,) = synth.report["pluginReports"]
+    assert report["pluginName"] == "AwsSolutions"
+    assert report["conclusion"] == "success"
+    for suppressed in report["suppressedViolations"]:
+        assert len(suppressed["reason"]) >= 80, suppressed["acknowledgedId"]
 
 
 def test_cdk_nag_is_live_and_fails_synth_on_a_finding(tmp_path: Path) -> None:
