@@ -477,3 +477,14 @@ def test_revoke_in_batches_for_large_tenants(
     result = cli("keys", "revoke", "--tenant", tenant, "--reason", "x").ok().json
     assert set(result["revoked"]) == ids
     assert all(entry(tenant, k)[gate.STATUS] == "revoked" for k in ids)
+
+
+def test_seed_is_idempotent_for_plan_and_tenant(cli: Run) -> None:
+    service = KeyService()
+    first = service.seed(plan_options={"requests_per_minute": 60, "price_per_1k_prompt": "0.001"})
+    assert [k["environment"] for k in first] == ["live", "test"]
+    assert all(keyformat.parse(k["secret"]) for k in first)
+    second = service.seed(plan_options={"requests_per_minute": 1})
+    assert {k["key_id"] for k in first}.isdisjoint(k["key_id"] for k in second)
+    assert cli("plans", "show", "starter").ok().json["requests_per_minute"] == 60
+    assert len(cli("keys", "list", "--tenant", "demo").ok().json) == 4
