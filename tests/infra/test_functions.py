@@ -200,3 +200,9 @@ def test_pip_bundler_copies_functions_and_drops_runtime_packages(
         "pynamodb",
         "pynamodb-1.0.dist-info",
     ]
+
+
+def test_audit_trail_is_append_only_for_every_function(synth: Synth) -> None:
+    for name, fn in functions(synth).items():
+        on_audit = {action for action, kind in dynamodb_grants(synth, fn) if kind == "audit"}
+        assert on_audit <= {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"}, name
