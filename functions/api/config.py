@@ -1,0 +1,56 @@
+"""The managed API function's configuration: every environment variable it reads, typed.
+
+CDK sets exactly these on the function (plus the table variables of
+:mod:`functions.common.config`):
+
+* ``TOLLGATE_UPSTREAM_SECRET_ARN``: Secrets Manager secret ``{"base_url", "api_key"}`` of the
+  OpenAI-compatible upstream (optional; ``upstream:*`` models answer 503 without it);
+* ``TOLLGATE_BEDROCK_REGION``: region of Bedrock's runtime (default: the function's region);
+* ``TOLLGATE_DEFAULT_MAX_TOKENS`` (1024), ``TOLLGATE_MAX_TOKENS_CAP`` (16384);
+* ``TOLLGATE_MODEL_TIMEOUT_S`` (25: under API Gateway's 29 s integration timeout).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from functions.common.config import TableNames
+
+ENV_UPSTREAM_SECRET = "TOLLGATE_UPSTREAM_SECRET_ARN"  # noqa: S105 - a variable name
+ENV_BEDROCK_REGION = "TOLLGATE_BEDROCK_REGION"
+ENV_DEFAULT_MAX_TOKENS = "TOLLGATE_DEFAULT_MAX_TOKENS"
+ENV_MAX_TOKENS_CAP = "TOLLGATE_MAX_TOKENS_CAP"
+ENV_MODEL_TIMEOUT = "TOLLGATE_MODEL_TIMEOUT_S"
+
+
+class ApiSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tables: TableNames = Field(default_factory=TableNames)
+    upstream_secret_arn: str | None = None
+    bedrock_region: str | None = None
+    default_max_tokens: int = Field(1024, ge=1)
+    max_tokens_cap: int = Field(16384, ge=1)
+    model_timeout_s: float = Field(25.0, gt=0, le=900)
+    secret_ttl_s: float = Field(300.0, ge=0)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {"tables": TableNames.from_env(dict(env))}
+        for field, name in (
+            ("upstream_secret_arn", ENV_UPSTREAM_SECRET),
+            ("bedrock_region", ENV_BEDROCK_REGION),
+            ("default_max_tokens", ENV_DEFAULT_MAX_TOKENS),
+            ("max_tokens_cap", ENV_MAX_TOKENS_CAP),
+            ("model_timeout_s", ENV_MODEL_TIMEOUT),
+        ):
+            if env.get(name):
+                values[field] = env[name]
+        settings = cls.model_validate(values)
+        if settings.default_max_tokens > settings.max_tokens_cap:
+            raise ValueError(f"{ENV_DEFAULT_MAX_TOKENS} must not exceed {ENV_MAX_TOKENS_CAP}")
+        return settings

@@ -1,0 +1,174 @@
+"""An OpenAI-compatible HTTP upstream (``upstream:<model>``).
+
+Its ``base_url`` and ``api_key`` live in a Secrets Manager secret (JSON
+``{"base_url": "https://host/v1", "api_key": "..."}``) named by
+``TOLLGATE_UPSTREAM_SECRET_ARN``; the secret is read on first use and cached in the
+container for ``secret_ttl_s`` (a 401/403 from the upstream drops it, so a rotated key is
+picked up at once). Requests always carry ``max_tokens``: the upstream cannot produce more
+than the budget reserved. Only the standard library speaks HTTP here (small cold start).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from functions.api import tokens
+from functions.api.errors import ModelUnavailable, ProviderError, ProviderRejected, ProviderTimeout
+from functions.api.providers.base import ChatMessage, Completion, ModelCall
+
+USER_AGENT = "tollgate/0.1"
+_FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
+
+
+class UpstreamSecret(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    base_url: str = Field(pattern=r"^https?://[^\s]+$")
+    api_key: str = Field(min_length=1)
+
+
+def secretsmanager_reader(secret_arn: str) -> Callable[[], str]:
+    """A function that reads the secret's string from Secrets Manager (client built lazily)."""
+    client: list[Any] = []
+
+    def read() -> str:
+        if not client:
+            import botocore.session
+
+            client.append(botocore.session.get_session().create_client("secretsmanager"))
+        return str(client[0].get_secret_value(SecretId=secret_arn)["SecretString"])
+
+    return read
+
+
+class SecretCache:
+    """The upstream secret, read at most once per ``ttl_s`` per container."""
+
+    def __init__(self, read: Callable[[], str] | None, ttl_s: float) -> None:
+        self._read = read
+        self._ttl = ttl_s
+        self._value: UpstreamSecret | None = None
+        self._at = 0.0
+        self._lock = threading.Lock()
+
+    def get(self) -> UpstreamSecret:
+        if self._read is None:
+            raise ModelUnavailable("The upstream model provider is not configured.")
+        with self._lock:
+            if self._value is None or time.monotonic() - self._at > self._ttl:
+                self._value = self._fetch()
+                self._at = time.monotonic()
+            return self._value
+
+    def forget(self) -> None:
+        with self._lock:
+            self._value = None
+
+    def _fetch(self) -> UpstreamSecret:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        assert self._read is not None
+        try:
+            raw = self._read()
+        except (ClientError, BotoCoreError) as exc:
+            raise ModelUnavailable(
+                f"The upstream's secret could not be read ({type(exc).__name__})."
+            ) from None
+        try:
+            return UpstreamSecret.model_validate_json(raw)
+        except ValidationError:
+            raise ProviderError("The upstream's secret is malformed.") from None
+
+
+def request_body(call: ModelCall) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": call.model,
+        "messages": [{"role": m.role, "content": m.text} for m in call.messages],
+        "max_tokens": call.max_tokens,
+        "stream": False,
+    }
+    if call.temperature is not None:
+        body["temperature"] = call.temperature
+    if call.top_p is not None:
+        body["top_p"] = call.top_p
+    if call.stop:
+        body["stop"] = list(call.stop)
+    return body
+
+
+def parse_response(data: Any, call: ModelCall) -> Completion:
+    try:
+        choice = data["choices"][0]
+        text = choice["message"].get("content") or ""
+        if not isinstance(text, str):
+            raise TypeError
+        finish = _FINISH.get(str(choice.get("finish_reason")), "stop")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise ProviderError("The upstream sent an answer Tollgate cannot read.") from None
+    usage: Any = data.get("usage") if isinstance(data, dict) else None
+    try:
+        prompt = int(usage["prompt_tokens"])
+        completion = int(usage["completion_tokens"])
+    except (KeyError, TypeError, ValueError):
+        # No usage reported: charge the upper bounds (never less than the model could use).
+        prompt = tokens.prompt_upper_bound(m.text for m in call.messages)
+        completion = min(call.max_tokens, len(text.encode("utf-8")))
+    return Completion(text, max(prompt, 0), max(completion, 0), finish)
+
+
+class UpstreamProvider:
+    kind = "upstream"
+
+    def __init__(self, secret: SecretCache) -> None:
+        self._secret = secret
+
+    def prompt_upper_bound(self, messages: tuple[ChatMessage, ...]) -> int:
+        return tokens.prompt_upper_bound(m.text for m in messages)
+
+    def complete(self, call: ModelCall) -> Completion:
+        secret = self._secret.get()
+        url = secret.base_url.rstrip("/") + "/chat/completions"
+        req = urllib.request.Request(  # noqa: S310 - an http(s) URL the operator configured
+            url,
+            data=json.dumps(request_body(call)).encode("utf-8"),
+            headers={
+                "Authorization": f"Bearer {secret.api_key}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+            },
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=call.timeout_s) as resp:  # noqa: S310
+                data = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+            exc.close()
+            if status in (401, 403):
+                self._secret.forget()
+                raise ProviderError(
+                    f"The upstream refused Tollgate's credentials ({status})."
+                ) from None
+            if status in (400, 413, 422):
+                raise ProviderRejected(f"The upstream rejected the request ({status}).") from None
+            if status == 429 or status >= 500:
+                raise ModelUnavailable(f"The upstream is unavailable ({status}).") from None
+            raise ProviderError(f"The upstream failed ({status}).") from None
+        except TimeoutError:
+            raise ProviderTimeout() from None
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, TimeoutError):
+                raise ProviderTimeout() from None
+            raise ProviderError("The upstream could not be reached.") from None
+        except (ValueError, OSError):
+            raise ProviderError("The upstream sent an answer Tollgate cannot read.") from None
+        return parse_response(data, call)

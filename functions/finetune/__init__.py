@@ -1,0 +1,1 @@
+"""Fine-tuning job records, registered by operators (``tollgate finetune create``)."""

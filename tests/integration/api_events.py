@@ -1,0 +1,302 @@
+"""API Gateway REST proxy events for the managed API, and tenants/keys written straight into
+the tables (no keys service), as the authorizer would leave them."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from functions.api import handler as api
+from functions.common import gate, keyformat
+from functions.common.models import FineTuneJob, Plan, Tenant
+from functions.common.routes import SCOPES, match
+
+ALL_SCOPES = ",".join(sorted(SCOPES))
+
+
+class LambdaContext:
+    function_name = "tollgate-api"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:tollgate-api"
+
+    def __init__(self) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+# -- tables ------------------------------------------------------------------------------
+def make_plan(name: str = "starter", **fields: Any) -> Plan:
+    values: dict[str, Any] = {
+        "created_at": "2026-01-01T00:00:00Z",
+        "scopes": sorted(SCOPES),
+        "models": ["tollgate-echo"],
+        **fields,
+    }
+    plan = Plan(name=name, **values)
+    plan.save()
+    return plan
+
+
+def make_tenant(
+    tenant_id: str = "acme",
+    plan: Plan | None = None,
+    *,
+    tokens_per_month: int | None = None,
+    used: int = 0,
+    month: str | None = None,
+    **fields: Any,
+) -> Tenant:
+    plan = plan or make_plan()
+    tenant = Tenant(
+        tenant_id=tenant_id,
+        plan=plan.name,
+        created_at="2026-01-01T00:00:00Z",
+        lim_rpm=None,
+        lim_rmo=None,
+        lim_tmo=tokens_per_month,
+        plan_scopes=list(plan.scopes),
+        mo=month or gate.month_window(),
+        mreq=0,
+        mtok=used,
+        gate={},
+        **fields,
+    )
+    tenant.save()
+    return tenant
+
+
+def make_key(
+    tenant_id: str = "acme",
+    *,
+    parent: str | None = None,
+    budget: int | None = None,
+    used: int = 0,
+) -> str:
+    """A gate entry on the tenant item; returns the key id."""
+    key_id = keyformat.new_key_id()
+    entry = gate.new_entry(parent_key_id=parent, token_budget=budget)
+    if budget is not None:
+        entry[gate.USED] = used
+    Tenant(tenant_id).update(actions=[Tenant.gate[key_id].set(entry)])  # type: ignore[index]
+    return key_id
+
+
+def make_job(tenant_id: str, job_id: str, base_model: str = "tollgate-echo", **f: Any) -> None:
+    FineTuneJob(
+        tenant_id=tenant_id, job_id=job_id, base_model=base_model, created_at=1_700_000_000, **f
+    ).save()
+
+
+# -- events ------------------------------------------------------------------------------
+@dataclass
+class Who:
+    """The authorizer's context for one key (what functions/authorizer puts there)."""
+
+    tenant_id: str = "acme"
+    key_id: str = "key_test000000000001"
+    principal: str = "svc"
+    parent_key_id: str = ""
+    environment: str = "live"
+    scopes: str = ALL_SCOPES
+    plan: str = "starter"
+    month: str = field(default_factory=gate.month_window)
+    lim_tmo: str = ""
+    budget: str = ""
+    verdict: str = "allow"
+    retry_after: str = "0"
+    code: str = "ok"
+    message: str = ""
+    type: str = ""
+
+    def context(self, operation: str) -> dict[str, Any]:
+        return {"principalId": self.key_id, **self.__dict__, "operation": operation}
+
+
+def who_for(tenant_id: str, key_id: str, **over: Any) -> Who:
+    """The context the authorizer gives ``key_id`` now, read from the tenant item."""
+    t = Tenant.get(tenant_id, consistent_read=True)
+    entry = t.gate.as_dict().get(key_id, {}) if hasattr(t.gate, "as_dict") else t.gate[key_id]
+    budget = entry.get(gate.BUDGET)
+    values: dict[str, Any] = {
+        "tenant_id": tenant_id,
+        "key_id": key_id,
+        "plan": t.plan,
+        "month": t.mo or gate.month_window(),
+        "lim_tmo": "" if t.lim_tmo is None else str(int(t.lim_tmo)),
+        "budget": "" if budget is None else str(int(budget)),
+        "parent_key_id": entry.get(gate.PARENT) or "",
+        **over,
+    }
+    return Who(**values)
+
+
+def event(
+    method: str,
+    path: str,
+    who: Who | None = None,
+    *,
+    body: Any = None,
+    raw_body: str | None = None,
+    request_id: str | None = None,
+    query: dict[str, str] | None = None,
+    source_ip: str = "203.0.113.7",
+    user_agent: str = "OpenAI/Python 1.0",
+    authorizer: bool = True,
+) -> dict[str, Any]:
+    """A REST proxy event as API Gateway sends it after the authorizer allowed it."""
+    matched = match(method, path)
+    assert matched is not None, (method, path)
+    route, params = matched
+    who = who or Who()
+    text = raw_body if raw_body is not None else (None if body is None else json.dumps(body))
+    now = time.time()
+    rc: dict[str, Any] = {
+        "accountId": "123456789012",
+        "apiId": "local",
+        "httpMethod": method,
+        "identity": {"sourceIp": source_ip, "userAgent": user_agent},
+        "path": f"/prod{path}",
+        "protocol": "HTTP/1.1",
+        "requestId": request_id or str(uuid.uuid4()),
+        "requestTimeEpoch": int(now * 1000),
+        "resourcePath": route.path,
+        "stage": "prod",
+    }
+    if authorizer:
+        rc["authorizer"] = who.context(route.operation)
+    return {
+        "resource": route.path,
+        "path": path,
+        "httpMethod": method,
+        "headers": {"Content-Type": "application/json", "User-Agent": user_agent},
+        "multiValueHeaders": {
+            "Content-Type": ["application/json"],
+            "User-Agent": [user_agent],
+        },
+        "queryStringParameters": query or None,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
+        "pathParameters": params or None,
+        "stageVariables": None,
+        "requestContext": rc,
+        "body": text,
+        "isBase64Encoded": False,
+    }
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    text: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+    @property
+    def error(self) -> dict[str, Any]:
+        err: dict[str, Any] = self.json["error"]
+        return err
+
+
+def call(evt: dict[str, Any]) -> Reply:
+    out = api.handler(evt, LambdaContext())
+    headers = {k.lower(): str(v) for k, v in (out.get("headers") or {}).items()}
+    for k, values in (out.get("multiValueHeaders") or {}).items():
+        headers[k.lower()] = str(values[-1])
+    return Reply(out["statusCode"], headers, out.get("body") or "")
+
+
+def chat_body(text: str = "hello", model: str = "tollgate-echo", **extra: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+
+
+def chat(who: Who, text: str = "hello", **extra: Any) -> Reply:
+    return call(event("POST", "/v1/chat/completions", who, body=chat_body(text, **extra)))
+
+
+# -- test plumbing ---------------------------------------------------------------------------
+def fresh_api(services: Any = None) -> None:
+    """Point the API at the (fresh) moto tables: new DynamoDB client, empty caches."""
+    from functions.common import ddb
+
+    ddb.reset_client()
+    api.reset(services)
+
+
+class RoundTrips:
+    """Counts DynamoDB API calls made through ``functions.common.ddb``'s client."""
+
+    def __init__(self) -> None:
+        from functions.common import ddb
+
+        self.calls: list[str] = []
+        self._client = ddb.client()
+        self._client.meta.events.register("before-call.dynamodb", self._count)
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.calls.append(model.name)
+
+    def reset(self) -> None:
+        self.calls.clear()
+
+    def close(self) -> None:
+        self._client.meta.events.unregister("before-call.dynamodb", self._count)
+
+    def __enter__(self) -> RoundTrips:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def events_table(dynamodb: Any) -> list[dict[str, Any]]:
+    """Every usage event, as plain values."""
+    from functions.common.ddb import item_from_ddb
+
+    items = dynamodb.scan(TableName="tollgate-usage", ConsistentRead=True)["Items"]
+    return [item_from_ddb(i) for i in items]
+
+
+def tenant_item(dynamodb: Any, tenant_id: str = "acme") -> dict[str, Any]:
+    from functions.common.ddb import item_from_ddb
+
+    item = dynamodb.get_item(
+        TableName="tollgate-tenants", Key={"tenant_id": {"S": tenant_id}}, ConsistentRead=True
+    )["Item"]
+    return item_from_ddb(item)
+
+
+class Spy:
+    """A provider that records its calls and delegates to ``inner`` (or raises ``error``)."""
+
+    def __init__(self, inner: Any = None, error: BaseException | None = None, during: Any = None):
+        from functions.api.providers.echo import EchoProvider
+
+        self.inner = inner or EchoProvider()
+        self.kind = getattr(self.inner, "kind", "spy")
+        self.error = error
+        self.during = during  # called inside the model call (e.g. to change the tenant item)
+        self.calls: list[Any] = []
+
+    def prompt_upper_bound(self, messages: Any) -> int:
+        bound: int = self.inner.prompt_upper_bound(messages)
+        return bound
+
+    def complete(self, call: Any) -> Any:
+        self.calls.append(call)
+        if self.during is not None:
+            self.during()
+        if self.error is not None:
+            raise self.error
+        return self.inner.complete(call)
+
+
+def install(kind: str, provider: Any) -> Any:
+    api.services().providers.set(kind, provider)
+    return provider
