@@ -10,14 +10,18 @@ from rich.table import Table
 from rich.text import Text
 
 
-def _cell(value: Any) -> Text:
+def _plain(value: Any) -> str:
     if value is None:
-        return Text("-", style="dim")
+        return "-"
     if isinstance(value, list | tuple):
-        return Text(", ".join(str(v) for v in value) or "-")
+        return ", ".join(_plain(v) for v in value) or "-"
     if isinstance(value, dict):
-        return Text(", ".join(f"{k}={v}" for k, v in value.items()) or "-")
-    return Text(str(value))
+        return "; ".join(f"{k}={_plain(v)}" for k, v in value.items()) or "-"
+    return str(value)
+
+
+def _cell(value: Any) -> Text:
+    return Text("-", style="dim") if value is None else Text(_plain(value))
 
 
 def table(
