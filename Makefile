@@ -11,6 +11,8 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export npm_config_update_notifier := false
 
 .PHONY: install local test lint format typecheck unit integration infra e2e bench synth deploy clean
+CDK := node_modules/.bin/cdk
+CDK_ARGS ?=
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +43,16 @@ unit integration infra e2e: install
 
 bench: install  ## print the benchmark report (bench/REPORT.md)
 	$(PY) -m bench
+
+$(CDK): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+synth: install $(CDK)  ## bundle the code asset (no Docker), run cdk-nag, write cdk.out/
+	$(CDK) synth --no-notices --quiet $(CDK_ARGS)
+
+deploy: install $(CDK)  ## deploy to the AWS account of your credentials (npx cdk bootstrap once first)
+	$(CDK) deploy --no-notices $(CDK_ARGS)
 
 clean:
 	rm -rf $(VENV) cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache

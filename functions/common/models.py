@@ -14,8 +14,9 @@ The hot path (the authorizer) reads two items:
   budget and use, parent). One conditional ``UpdateItem`` on this item checks and counts a
   request: one DynamoDB round trip in the steady state. See docs/architecture.md.
 
-``Key`` is the durable, listable record of a key; admin operations change ``Key`` and the
-key's ``gate`` entry together in one transaction.
+``Key`` is the durable, listable record of a key. Admin operations write the gate entry
+first (one atomic ``UpdateItem``: the enforcement point), then ``Key``, then the audit record;
+no transactions (moto deep-copies a table per transaction, and a retry converges anyway).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pynamodb.attributes import (
     NumberAttribute,
     UnicodeAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from functions.common.config import TableNames
@@ -143,6 +144,15 @@ class Key(Model):
     by_tenant = KeysByTenant()
 
 
+class SecretsByKey(GlobalSecondaryIndex["Secret"]):
+    class Meta:
+        index_name = "by_key"
+        projection = KeysOnlyProjection()
+
+    key_id = UnicodeAttribute(hash_key=True)
+    serial = NumberAttribute(range_key=True)
+
+
 class Secret(Model):
     """A secret's hash and the immutable facts of its key (cacheable by the authorizer).
 
@@ -164,6 +174,7 @@ class Secret(Model):
     serial = NumberAttribute()
     created_at = UnicodeAttribute()
     ttl = NumberAttribute(null=True)
+    by_key = SecretsByKey()
 
 
 class AuditByKey(GlobalSecondaryIndex["AuditRecord"]):

@@ -787,16 +787,16 @@ class KeyService:
 
     @staticmethod
     def _expire_old_secrets(key_id: str, *, below: int, ttl: int) -> None:
-        """Set ``ttl`` on the key's older Secret items that have none yet.
+        """Set ``ttl`` on the key's older Secret items (found through the ``by_key`` index).
 
-        The secrets table has no index by key id, so this scans it (an admin-time cost; the
-        authorizer never depends on it: validity is decided by the gate entry).
+        Only housekeeping: validity is decided by the gate entry, never by this.
         """
-        condition = (
-            (Secret.key_id == key_id) & (Secret.serial < below) & Secret.ttl.does_not_exist()
-        )
-        for old in Secret.scan(filter_condition=condition):
-            old.update(actions=[Secret.ttl.set(ttl)])
+        for old in Secret.by_key.query(key_id, Secret.serial < below):
+            with contextlib.suppress(UpdateError):  # already has a ttl
+                Secret(old.secret_hash).update(
+                    actions=[Secret.ttl.set(ttl)],
+                    condition=Secret.secret_hash.exists() & Secret.ttl.does_not_exist(),
+                )
 
     def _audit(
         self,
