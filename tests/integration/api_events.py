@@ -300,3 +300,61 @@ class Spy:
 def install(kind: str, provider: Any) -> Any:
     api.services().providers.set(kind, provider)
     return provider
+
+
+# -- through the real authorizer -------------------------------------------------------------
+def make_secret(
+    tenant_id: str, key_id: str, *, environment: str = "live", principal: str = "svc",
+    scopes: str = ALL_SCOPES, parent: str | None = None,
+) -> str:  # fmt: skip
+    """A secret for the gate entry ``key_id`` (the ``Secret`` item the authorizer reads)."""
+    from functions.common.models import Secret
+
+    secret = keyformat.generate(environment)
+    Secret(
+        secret_hash=keyformat.hash_secret(secret),
+        key_id=key_id,
+        tenant_id=tenant_id,
+        environment=environment,
+        principal=principal,
+        scopes=scopes.split(","),
+        parent_key_id=parent,
+        serial=1,
+        created_at="2026-01-01T00:00:00Z",
+    ).save()
+    return secret
+
+
+def through_gate(secret: str, method: str, path: str, body: Any = None) -> Reply:
+    """What API Gateway does: the REQUEST authorizer, its policy, then the proxy event."""
+    from functions.authorizer import handler as authorizer
+
+    proxy = event(method, path, body=body, authorizer=False)
+    rc = proxy["requestContext"]
+    arn = f"arn:aws:execute-api:us-east-1:123456789012:local/prod/{method}{path}"
+    headers = {"Authorization": f"Bearer {secret}"}
+    request = {
+        "type": "REQUEST",
+        "methodArn": arn,
+        "resource": proxy["resource"],
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": {},
+        "multiValueQueryStringParameters": {},
+        "pathParameters": proxy["pathParameters"] or {},
+        "stageVariables": {},
+        "requestContext": rc,
+    }
+    try:
+        policy = authorizer.handler(request, LambdaContext())
+    except Exception as exc:  # "Unauthorized" -> 401; anything else -> 503
+        status = 401 if str(exc) == "Unauthorized" else 503
+        return Reply(status, {}, json.dumps({"error": {"code": str(exc)}}))
+    statement = policy["policyDocument"]["Statement"][0]
+    if statement["Effect"] != "Allow":
+        ctx = policy.get("context") or {}
+        return Reply(403, {}, json.dumps({"error": {"code": ctx.get("code")}}))
+    rc["authorizer"] = {"principalId": policy["principalId"], **policy["context"]}
+    return call(proxy)
