@@ -255,8 +255,12 @@ class Rollup(Model):
     """Aggregated usage: one item per tenant, period and dimension value.
 
     ``sk`` is ``<granularity>#<period>#<dimension>#<value>``, e.g. ``month#2026-11#key#key_x``
-    (dimension ``all`` for the tenant total). ``marks`` holds per-shard stream sequence
-    watermarks (see functions/usage)."""
+    (dimension ``all`` for the tenant's live total; the dimensions and which events each
+    counts: functions/usage/logic.py). Each item also holds one top-level attribute per
+    stream shard that added to it, ``mk:<shard id>`` = ``<sequence number, 40 digits>@<epoch
+    s>``: the watermark that makes aggregation exactly once (functions/usage/aggregator.py).
+    They are top-level, not a map, so that the first write of an item can set one in the
+    same conditional update (a map entry cannot be set before the map exists)."""
 
     class Meta(_Meta):
         table_name = _NAMES.rollups
@@ -268,7 +272,6 @@ class Rollup(Model):
     prompt_tokens = NumberAttribute(default=0)
     completion_tokens = NumberAttribute(default=0)
     cost_micros = NumberAttribute(default=0)
-    marks = MapAttribute[str, Any](default=dict)
 
 
 class FineTuneJob(Model):
