@@ -200,7 +200,7 @@ class Budget:
         """
         if window.unlimited:
             return Reservation(tenant_id, key_id, window.month, 0, False, max_tokens)
-        fresh: Room | None = None
+        refusal: InsufficientQuota | None = None
         for _ in range(ATTEMPTS):
             amount = prompt_tokens + max_tokens
             request = reserve_request(tenant_id, key_id, window, amount)
@@ -210,17 +210,20 @@ class Budget:
                 fresh = room(failed.old, key_id)
                 left = fresh.left
                 if left is None or left >= amount:  # a stale view: retry with fresh values
-                    window = fresh.window
+                    window, refusal = fresh.window, None
                     continue
                 if flexible and left - prompt_tokens >= 1:
                     window, max_tokens = fresh.window, left - prompt_tokens
+                    refusal = _refusal(fresh, amount)  # if others keep taking what is left
                     continue
                 raise _refusal(fresh, amount) from None
             return Reservation(
                 tenant_id, key_id, window.month, amount, window.key_budget is not None, max_tokens
             )
-        # Only reachable when the item kept changing under us between attempts.
-        raise (_refusal(fresh, prompt_tokens + max_tokens) if fresh else InsufficientQuota())
+        if refusal is not None:
+            raise refusal
+        # Only reachable when the limits kept changing under us between attempts.
+        raise ServiceUnavailable("The token budget changed while reserving; retry.")
 
     def settle(self, reservation: Reservation, actual: int) -> None:
         """Bring the counters from the reserved amount to ``actual`` (0: release it all).

@@ -32,10 +32,10 @@ class ApiSettings(BaseModel):
     tables: TableNames = Field(default_factory=TableNames)
     upstream_secret_arn: str | None = None
     bedrock_region: str | None = None
-    default_max_tokens: int = Field(1024, ge=1)
-    max_tokens_cap: int = Field(16384, ge=1)
-    model_timeout_s: float = Field(25.0, gt=0, le=900)
-    secret_ttl_s: float = Field(300.0, ge=0)
+    default_max_tokens: int = Field(default=1024, ge=1)
+    max_tokens_cap: int = Field(default=16384, ge=1)
+    model_timeout_s: float = Field(default=25.0, gt=0, le=900)
+    secret_ttl_s: float = Field(default=300.0, ge=0)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:

@@ -33,7 +33,7 @@ class TextPart(_Body):
 class Message(_Body):
     role: Role
     content: str | list[TextPart] | None = None
-    name: str | None = Field(None, max_length=256)
+    name: str | None = Field(default=None, max_length=256)
 
     @property
     def text(self) -> str:
@@ -54,15 +54,15 @@ Stop = Annotated[str, Field(min_length=1, max_length=256)]
 class ChatRequest(_Body):
     model: str = Field(pattern=MODEL_ID)
     messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, ge=0, le=1)
-    n: int | None = Field(None, ge=1, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    n: int | None = Field(default=None, ge=1, le=1)
     stop: Stop | list[Stop] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    user: str | None = Field(None, max_length=256)
+    user: str | None = Field(default=None, max_length=256)
 
     @field_validator("stop")
     @classmethod

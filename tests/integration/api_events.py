@@ -82,7 +82,7 @@ def make_key(
     entry = gate.new_entry(parent_key_id=parent, token_budget=budget)
     if budget is not None:
         entry[gate.USED] = used
-    Tenant(tenant_id).update(actions=[Tenant.gate[key_id].set(entry)])  # type: ignore[index]
+    Tenant(tenant_id).update(actions=[Tenant.gate[key_id].set(entry)])
     return key_id
 
 

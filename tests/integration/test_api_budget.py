@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -203,6 +203,10 @@ def test_failed_model_call_releases_the_key_budget_too(tables: Any) -> None:
 
 # -- 32 concurrent clients -----------------------------------------------------------------
 def _storm(who: Who, text: str, max_tokens: int) -> Counter[int]:
+    return _clients(lambda: chat(who, text, max_tokens=max_tokens).status)
+
+
+def _clients(send: Callable[[], int]) -> Counter[int]:
     """THREADS clients send requests until each is refused; the statuses they got."""
     barrier = threading.Barrier(THREADS)
     statuses: Counter[int] = Counter()
@@ -211,7 +215,7 @@ def _storm(who: Who, text: str, max_tokens: int) -> Counter[int]:
     def client() -> None:
         barrier.wait()
         while True:
-            status = chat(who, text, max_tokens=max_tokens).status
+            status = send()
             with lock:
                 statuses[status] += 1
             if status != 200:
@@ -289,25 +293,12 @@ def test_authorizer_and_api_together_under_32_clients(tables: Any) -> None:
         make_tenant(tenant_id, make_plan(), tokens_per_month=200)
         key_id = make_key(tenant_id)
         secret = make_secret(tenant_id, key_id)
-        barrier = threading.Barrier(THREADS)
-        statuses: Counter[int] = Counter()
-        lock = threading.Lock()
 
-        def client(secret: str = secret) -> None:
-            barrier.wait()
-            while True:
-                body = chat_body(HELLO, max_tokens=2)
-                status = through_gate(secret, "POST", "/v1/chat/completions", body).status
-                with lock:
-                    statuses[status] += 1
-                if status != 200:
-                    return
+        def send(secret: str = secret) -> int:
+            body = chat_body(HELLO, max_tokens=2)
+            return through_gate(secret, "POST", "/v1/chat/completions", body).status
 
-        threads = [threading.Thread(target=client) for _ in range(THREADS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        statuses = _clients(send)
         assert statuses[200] == 40 and set(statuses) == {200, 429}, statuses
         item = tenant_item(tables, tenant_id)
         assert item["mtok"] == 200

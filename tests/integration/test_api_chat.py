@@ -66,9 +66,12 @@ def test_echo_answers_with_the_last_user_message_and_counts_tokens(who: Who) -> 
             {"role": "system", "content": "be brief"},
             {"role": "user", "content": "first"},
             {"role": "assistant", "content": "ok"},
-            {"role": "user", "content": [{"type": "text", "text": "hello "}, {"type": "text", "text": "there"}]},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "hello "}, {"type": "text", "text": "there"}],
+            },
         ],
-    }  # fmt: skip
+    }
     reply = call(event("POST", "/v1/chat/completions", who, body=body))
     assert reply.status == 200, reply.text
     out = reply.json
@@ -164,7 +167,7 @@ def test_delegated_key_event_names_its_parent(dynamodb: Any, tables: Any) -> Non
         (json.dumps(chat_body(temperature=3)), "temperature"),
         (json.dumps(chat_body(stop=["a", "b", "c", "d", "e"])), "stop"),
         (json.dumps(chat_body(model="has spaces")), "model"),
-        (json.dumps(chat_body() | {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}), None),
+        (json.dumps(chat_body() | {"messages": [{"role": "user", "content": [{"x": 1}]}]}), None),
     ],
 )  # fmt: skip
 def test_bad_bodies_get_400_and_record_nothing(

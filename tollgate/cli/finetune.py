@@ -18,6 +18,11 @@ from functions.finetune.service import FineTuneInputError, create_job
 app = typer.Typer(help="Fine-tuning job records (tenant-scoped).", no_args_is_help=True)
 
 
+@app.callback()
+def _group() -> None:
+    """Fine-tuning job records (tenant-scoped)."""
+
+
 def _wants_json(ctx: typer.Context) -> bool:
     root = ctx.find_root()
     obj = root.obj

@@ -1,0 +1,321 @@
+"""Each model provider through the API handler: Bedrock's Converse (botocore Stubber: moto
+does not emulate Bedrock's runtime) and an OpenAI-compatible upstream (a fake server on
+127.0.0.1, its URL and key in a Secrets Manager secret on moto)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from functions.api import handler as api
+from functions.api.config import ApiSettings
+from functions.api.providers.bedrock import BedrockProvider
+from functions.api.providers.upstream import SecretCache, UpstreamProvider, secretsmanager_reader
+from functions.api.services import Services
+from tests.integration.api_events import (
+    Who,
+    call,
+    chat,
+    event,
+    events_table,
+    fresh_api,
+    install,
+    make_key,
+    make_plan,
+    make_tenant,
+    tenant_item,
+    who_for,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
+
+CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
+MODELS = ["tollgate-echo", f"bedrock:{CLAUDE}", "us.meta.llama3-2-1b-instruct-v1:0",
+          "upstream:gpt-4o-mini"]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def tables(dynamodb: Any) -> Iterator[Any]:
+    fresh_api()
+    yield dynamodb
+    api.reset()
+
+
+@pytest.fixture
+def who(dynamodb: Any) -> Who:
+    plan = make_plan(
+        models=MODELS, price_prompt_micros_per_1k=3000, price_completion_micros_per_1k=15000
+    )
+    make_tenant("acme", plan, tokens_per_month=100_000)
+    return who_for("acme", make_key("acme"))
+
+
+# -- Bedrock -----------------------------------------------------------------------------
+@pytest.fixture
+def bedrock() -> Iterator[Any]:
+    import botocore.session
+    from botocore.stub import Stubber
+
+    client = botocore.session.get_session().create_client(
+        "bedrock-runtime", region_name="us-east-1"
+    )
+    with Stubber(client) as stub:
+        install("bedrock", BedrockProvider(lambda: client))
+        yield stub
+        stub.assert_no_pending_responses()
+
+
+def converse_response(text: str, inp: int, out: int, stop: str = "end_turn") -> dict[str, Any]:
+    return {
+        "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+        "stopReason": stop,
+        "usage": {"inputTokens": inp, "outputTokens": out, "totalTokens": inp + out},
+        "metrics": {"latencyMs": 120},
+    }
+
+
+def test_bedrock_converse_maps_the_request_and_bills_reported_tokens(
+    who: Who, bedrock: Any, tables: Any
+) -> None:
+    bedrock.add_response(
+        "converse",
+        converse_response("Paris.", 12, 7),
+        expected_params={
+            "modelId": CLAUDE,
+            "system": [{"text": "be brief"}],
+            "messages": [
+                {"role": "user", "content": [{"text": "capital of France?\n\nanswer in a word"}]},
+                {"role": "assistant", "content": [{"text": "ok"}]},
+                {"role": "user", "content": [{"text": "go"}]},
+            ],
+            "inferenceConfig": {"maxTokens": 50, "temperature": 0.5, "stopSequences": ["\n"]},
+        },
+    )
+    body = {
+        "model": f"bedrock:{CLAUDE}",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "capital of France?"},
+            {"role": "user", "content": "answer in a word"},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": ""},
+            {"role": "user", "content": "go"},
+        ],
+        "max_tokens": 50,
+        "temperature": 0.5,
+        "stop": "\n",
+    }
+    reply = call(event("POST", "/v1/chat/completions", who, body=body))
+    assert reply.status == 200, reply.text
+    out = reply.json
+    assert out["model"] == f"bedrock:{CLAUDE}"
+    assert out["choices"][0]["message"]["content"] == "Paris."
+    assert out["usage"] == {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
+    [item] = events_table(tables)
+    assert item["model"] == f"bedrock:{CLAUDE}"
+    assert (item["prompt_tokens"], item["completion_tokens"]) == (12, 7)
+    assert item["cost_micros"] == 141  # (12 * 3000 + 7 * 15000) / 1000 = 141
+    assert tenant_item(tables)["mtok"] == 19  # the reservation settled to the reported usage
+
+
+def test_bare_bedrock_id_routes_to_bedrock(who: Who, bedrock: Any) -> None:
+    model = "us.meta.llama3-2-1b-instruct-v1:0"
+    bedrock.add_response(
+        "converse",
+        converse_response("hi", 3, 1, stop="max_tokens"),
+        expected_params={
+            "modelId": model,
+            "messages": [{"role": "user", "content": [{"text": "hi"}]}],
+            "inferenceConfig": {"maxTokens": 1},
+        },
+    )
+    reply = chat(who, "hi", model=model, max_tokens=1)
+    assert reply.status == 200
+    assert reply.json["choices"][0]["finish_reason"] == "length"
+
+
+@pytest.mark.parametrize(
+    ("code", "http", "status", "error"),
+    [
+        ("ValidationException", 400, 400, "model_rejected_request"),
+        ("ThrottlingException", 429, 503, "model_unavailable"),
+        ("ModelTimeoutException", 408, 504, "provider_timeout"),
+        ("AccessDeniedException", 403, 502, "provider_error"),
+    ],
+)
+def test_bedrock_errors_release_the_reservation(
+    who: Who, bedrock: Any, tables: Any, code: str, http: int, status: int, error: str
+) -> None:
+    bedrock.add_client_error(
+        "converse", service_error_code=code, service_message="nope", http_status_code=http
+    )
+    reply = chat(who, "hi", model=f"bedrock:{CLAUDE}", max_tokens=100)
+    assert reply.status == status, reply.text
+    assert reply.error["code"] == error
+    assert tenant_item(tables)["mtok"] == 0
+    [item] = events_table(tables)
+    assert item["status"] == "error" and item["error_class"] == error
+
+
+# -- the OpenAI-compatible upstream ------------------------------------------------------
+class FakeUpstream:
+    """An OpenAI-compatible server on 127.0.0.1 with scripted behaviour."""
+
+    def __init__(self, api_key: str = "sk-upstream-1") -> None:
+        self.api_key = api_key
+        self.mode = "ok"
+        self.requests: list[dict[str, Any]] = []
+        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}/v1"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        body = json.loads(request.get_data() or b"{}")
+        self.requests.append(
+            {"path": request.path, "auth": request.headers.get("Authorization"), "body": body}
+        )
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            resp = Response(json.dumps({"error": {"message": "bad key"}}), status=401)
+        elif self.mode.isdigit():
+            resp = Response(json.dumps({"error": {"message": "boom"}}), status=int(self.mode))
+        else:
+            if self.mode == "slow":
+                time.sleep(1.5)
+            reply = body["messages"][-1]["content"].upper()
+            answer: dict[str, Any] = {
+                "id": "chatcmpl-up",
+                "object": "chat.completion",
+                "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
+                             "finish_reason": "stop"}],
+            }  # fmt: skip
+            if self.mode != "no_usage":
+                answer["usage"] = {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
+            resp = Response(json.dumps(answer), content_type="application/json")
+        return resp(environ, start_response)
+
+
+@pytest.fixture
+def upstream(moto_server: Any) -> Iterator[FakeUpstream]:
+    server = FakeUpstream()
+    yield server
+    server.close()
+
+
+def _secret(upstream: FakeUpstream, name: str = "tollgate/upstream") -> str:
+    import boto3
+
+    client = boto3.client("secretsmanager", region_name="us-east-1")
+    value = json.dumps({"base_url": upstream.url, "api_key": upstream.api_key})
+    try:
+        return str(client.create_secret(Name=name, SecretString=value)["ARN"])
+    except client.exceptions.ResourceExistsException:
+        client.put_secret_value(SecretId=name, SecretString=value)
+        return str(client.describe_secret(SecretId=name)["ARN"])
+
+
+def _with_upstream(arn: str | None, reads: list[int], timeout_s: float = 5.0) -> None:
+    services = Services.build(ApiSettings(upstream_secret_arn=arn, model_timeout_s=timeout_s))
+    fresh_api(services)
+    if arn:
+        read = secretsmanager_reader(arn)
+
+        def counted() -> str:
+            reads.append(1)
+            return read()
+
+        install("upstream", UpstreamProvider(SecretCache(counted, ttl_s=300)))
+
+
+def test_upstream_gets_the_model_and_max_tokens_and_the_secret_once(
+    who: Who, upstream: FakeUpstream, tables: Any
+) -> None:
+    reads: list[int] = []
+    _with_upstream(_secret(upstream), reads)
+    for _ in range(3):
+        reply = chat(who, "shout this", model="upstream:gpt-4o-mini", max_tokens=20)
+        assert reply.status == 200, reply.text
+        assert reply.json["choices"][0]["message"]["content"] == "SHOUT THIS"
+        assert reply.json["usage"] == {"prompt_tokens": 9, "completion_tokens": 2,
+                                       "total_tokens": 11}  # fmt: skip
+    assert len(reads) == 1  # cached in the container
+    first = upstream.requests[0]
+    assert first["path"] == "/v1/chat/completions"
+    assert first["auth"] == "Bearer sk-upstream-1"
+    assert first["body"]["model"] == "gpt-4o-mini"
+    assert first["body"]["max_tokens"] == 20
+    assert first["body"]["messages"] == [{"role": "user", "content": "shout this"}]
+    assert tenant_item(tables)["mtok"] == 33
+    assert {e["model"] for e in events_table(tables)} == {"upstream:gpt-4o-mini"}
+
+
+def test_rotated_upstream_key_is_picked_up_after_one_refusal(
+    who: Who, upstream: FakeUpstream, tables: Any
+) -> None:
+    reads: list[int] = []
+    _with_upstream(_secret(upstream), reads)
+    assert chat(who, "a", model="upstream:gpt-4o-mini").status == 200
+    upstream.api_key = "sk-upstream-2"
+    _secret(upstream)  # the operator rotates the secret
+    reply = chat(who, "b", model="upstream:gpt-4o-mini")
+    assert reply.status == 502 and reply.error["code"] == "provider_error"
+    assert "sk-upstream" not in reply.text
+    assert chat(who, "c", model="upstream:gpt-4o-mini").status == 200
+    assert len(reads) == 2
+
+
+@pytest.mark.parametrize(
+    ("mode", "status", "code"),
+    [
+        ("500", 503, "model_unavailable"),
+        ("429", 503, "model_unavailable"),
+        ("400", 400, "model_rejected_request"),
+        ("404", 502, "provider_error"),
+        ("slow", 504, "provider_timeout"),
+    ],
+)
+def test_upstream_failures_release_the_reservation(
+    who: Who, upstream: FakeUpstream, tables: Any, mode: str, status: int, code: str
+) -> None:
+    _with_upstream(_secret(upstream), [], timeout_s=0.5)
+    upstream.mode = mode
+    reply = chat(who, "x", model="upstream:gpt-4o-mini", max_tokens=10)
+    assert reply.status == status, reply.text
+    assert reply.error["code"] == code
+    assert tenant_item(tables)["mtok"] == 0
+    [item] = events_table(tables)
+    assert item["error_class"] == code
+
+
+def test_upstream_without_usage_is_charged_its_upper_bound(
+    who: Who, upstream: FakeUpstream, tables: Any
+) -> None:
+    _with_upstream(_secret(upstream), [])
+    upstream.mode = "no_usage"
+    reply = chat(who, "hey", model="upstream:gpt-4o-mini", max_tokens=10)
+    assert reply.status == 200
+    usage = reply.json["usage"]
+    assert usage["prompt_tokens"] == 32 + 3 + 16  # template + bytes + per message
+    assert usage["completion_tokens"] == 3  # bytes of "HEY", within max_tokens
+    assert tenant_item(tables)["mtok"] == usage["total_tokens"]
+
+
+def test_upstream_not_configured_is_503_and_releases(who: Who, tables: Any) -> None:
+    _with_upstream(None, [])
+    reply = chat(who, "x", model="upstream:gpt-4o-mini", max_tokens=10)
+    assert reply.status == 503
+    assert reply.error["code"] == "model_unavailable"
+    assert reply.headers["retry-after"] == "1"
+    assert tenant_item(tables)["mtok"] == 0
