@@ -29,6 +29,7 @@ from pynamodb.attributes import (
     MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
+    VersionAttribute,
 )
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
@@ -291,13 +292,19 @@ class FineTuneJob(Model):
 
 
 class DetectorState(Model):
-    """Per-key state of the spike detector (see functions/detector)."""
+    """Per-key state of the spike detector (see functions/detector).
+
+    ``key_id`` is a key id, or ``src#<address>`` for the refusals seen from one source.
+    ``version`` makes every save conditional on the version read (concurrent batches of
+    different stream shards may touch the same key)."""
 
     class Meta(_Meta):
         table_name = _NAMES.detector
 
     key_id = UnicodeAttribute(hash_key=True)
     state = MapAttribute[str, Any](default=dict)
+    version = VersionAttribute()
+    updated_at = UnicodeAttribute(null=True)
 
 
 class TableSpec:
