@@ -18,7 +18,7 @@ from typer._click.exceptions import ClickException
 
 from functions.keys import KeyServiceError
 from functions.keys.errors import redact
-from tollgate.cli import audit, keys, plans, tenants
+from tollgate.cli import audit, keys, plans, statement, tenants, usage
 from tollgate.cli.context import State, local_endpoint
 
 app = typer.Typer(
@@ -61,6 +61,8 @@ app.add_typer(plans.app, name="plans")
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(keys.app, name="keys")
 app.command("audit")(audit.audit)
+app.add_typer(usage.app, name="usage")
+app.command("statement")(statement.statement)
 
 
 def _fail(code: int, message: str) -> int:
