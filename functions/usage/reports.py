@@ -32,7 +32,8 @@ def rollups(tenant_id: str, prefix: str) -> Iterator[tuple[RollupKey, Counters]]
     """The rollup items of ``tenant_id`` whose sort key starts with ``prefix``."""
     from functions.common.models import Rollup
 
-    for item in Rollup.query(tenant_id, Rollup.sk.startswith(prefix), consistent_read=True):
+    condition = Rollup.sk.startswith(prefix) if prefix else None
+    for item in Rollup.query(tenant_id, condition, consistent_read=True):
         counters = Counters(**{m: int(getattr(item, m) or 0) for m in MEASURES})
         yield RollupKey(item.tenant_id, item.sk), counters
 
