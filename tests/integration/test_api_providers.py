@@ -319,3 +319,15 @@ def test_upstream_not_configured_is_503_and_releases(who: Who, tables: Any) -> N
     assert reply.error["code"] == "model_unavailable"
     assert reply.headers["retry-after"] == "1"
     assert tenant_item(tables)["mtok"] == 0
+
+
+def test_upstream_secret_without_a_value_is_503(who: Who, tables: Any, moto_server: Any) -> None:
+    import boto3
+
+    client = boto3.client("secretsmanager", region_name="us-east-1")
+    arn = client.create_secret(Name="tollgate/unset", SecretString="Xq9-generated-by-cdk")["ARN"]
+    _with_upstream(arn, [])
+    reply = chat(who, "x", model="upstream:gpt-4o-mini", max_tokens=10)
+    assert reply.status == 503 and reply.error["code"] == "model_unavailable"
+    assert "Xq9" not in reply.text
+    assert tenant_item(tables)["mtok"] == 0

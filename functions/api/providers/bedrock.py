@@ -42,7 +42,9 @@ def default_client(region: str | None, timeout_s: float) -> Any:
         config=botocore.config.Config(
             connect_timeout=3,
             read_timeout=timeout_s,
-            retries={"max_attempts": 2, "mode": "standard"},
+            # One attempt: a retry after a read timeout would outlive the function's deadline;
+            # throttling is answered 503 with Retry-After and the client retries.
+            retries={"max_attempts": 1, "mode": "standard"},
         ),
     )
 

@@ -85,7 +85,11 @@ class SecretCache:
         try:
             return UpstreamSecret.model_validate_json(raw)
         except ValidationError:
-            raise ProviderError("The upstream's secret is malformed.") from None
+            # E.g. the value CDK generated before an operator stored {"base_url", "api_key"}.
+            raise ModelUnavailable(
+                "The upstream model provider is not configured (its secret holds no "
+                "base_url and api_key)."
+            ) from None
 
 
 def request_body(call: ModelCall) -> dict[str, Any]:
