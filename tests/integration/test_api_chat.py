@@ -374,3 +374,40 @@ def test_unknown_route_is_404(who: Who) -> None:
     reply = call(evt)
     assert reply.status == 404
     assert reply.error["code"] == "not_found"
+
+
+def test_concurrent_requests_of_different_tenants_never_mix(dynamodb: Any, tables: Any) -> None:
+    """The handler is called from many threads at once (the local gateway does): each
+    request must see only its own event, caller and body."""
+    plan = make_plan()
+    whos = []
+    for i in range(4):
+        make_tenant(f"tenant-{i}", plan)
+        whos.append(who_for(f"tenant-{i}", make_key(f"tenant-{i}")))
+    barrier = threading.Barrier(16)
+    mixed: list[str] = []
+    seen: dict[str, str] = {}
+
+    def client(n: int) -> None:
+        who = whos[n % 4]
+        barrier.wait()
+        for j in range(6):
+            evt = event("POST", "/v1/chat/completions", who,
+                        body=chat_body(f"{who.tenant_id} says {n}/{j}"))  # fmt: skip
+            reply = call(evt)
+            content = reply.json["choices"][0]["message"]["content"]
+            if content != f"{who.tenant_id} says {n}/{j}":
+                mixed.append(content)
+            if reply.headers["x-request-id"] != evt["requestContext"]["requestId"]:
+                mixed.append("x-request-id of another request")
+            seen[evt["requestContext"]["requestId"]] = who.tenant_id
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert mixed == []
+    events = events_table(tables)
+    assert len(events) == 96
+    assert all(seen[e["request_id"]] == e["tenant_id"] for e in events)
