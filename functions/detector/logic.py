@@ -1,0 +1,656 @@
+"""Spike detection without I/O: the same code runs on the usage stream and over a trace.
+
+Everything here is driven by *event time* (a usage event's ``ts``), never by the clock, so a
+recorded trace gives the same answers as the live stream (``tollgate detect backtest``).
+
+Per key (:class:`KeyState`, one ``DetectorState`` item per key when live):
+
+* **token spike**: tokens in the current UTC event minute above
+  ``max(floor_tpm, factor x baseline, baseline + z x sigma)``, with at least
+  ``min_requests`` requests in that minute. The baseline is an EWMA of tokens per minute
+  (every minute counts, idle ones as 0; ``alpha`` 1/30: about half an hour of memory) and
+  sigma its exponentially weighted standard deviation, so a key whose traffic is lumpy needs
+  a bigger jump than a steady one;
+* **request spike**: requests in the minute above ``max(request_floor_rpm, factor x
+  baseline)`` (an EWMA of requests per minute);
+* **fan-out** (a key shared or resold): distinct sources (IPv4 addresses, IPv6 /64s) in the
+  last 60 minutes above ``max(fanout_floor, fanout_factor x baseline)``, the baseline being
+  an EWMA of distinct sources per hour;
+* **stuffing source**: the key is used from a source that is flagged for credential stuffing.
+
+Per source (:class:`SourceState`): **stuffing**, a burst of refused keys from one source:
+at least ``stuffing_distinct`` distinct refused keys (by fingerprint) within
+``stuffing_window_min`` minutes flags the source for ``stuffing_flag_min`` minutes (strong
+evidence: a key used from it is acted on per its plan); without fingerprints (API Gateway
+access logs carry none for a 401), ``stuffing_anonymous`` refusals flag it as weak evidence
+(alerts only, never a suspension: a client retrying one stale key looks the same).
+
+Warm-up: a key with no history starts from a prior derived from its plan: the token
+baseline starts at ``floor_tpm`` and the request baseline at ``request_floor_rpm`` (so a new
+key may run at up to ``factor`` x its floors before it looks like a spike), the sources
+baseline at ``fanout_floor / fanout_factor`` (its threshold starts at the floor). The prior
+fades at the EWMA's rate as minutes pass. Nothing below a floor is ever a spike.
+
+Incidents: a finding opens an incident on the key; while it is open (a hot observation
+within the last ``cooldown_min`` event minutes) no further finding is raised for the key, so
+one incident gives one suspension, however long it lasts and however often a batch is
+replayed. An alert-only incident escalates once if a suspending signal follows. When a human
+reinstated the key for this window, :meth:`Engine.hold` keeps the key from being suspended
+again until the hold ends, and re-bases the baselines on what the human accepted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+MINUTE_MS: Final = 60_000
+GAP_CAP: Final = 720  # idle minutes folded one by one; after that the baseline is ~0 anyway
+MODES: Final = ("suspend", "alert", "off")
+
+# Signals.
+TOKEN_SPIKE: Final = "token_spike"  # noqa: S105 - a signal name
+REQUEST_SPIKE: Final = "request_spike"
+FANOUT: Final = "fanout"
+STUFFING_SOURCE: Final = "stuffing_source"  # a key used from a flagged source
+STUFFING: Final = "stuffing"  # a source flagged (no key involved)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A plan's spike settings: ``mode`` suspend | alert | off, ``factor``, ``floor_tpm``."""
+
+    mode: str = "suspend"
+    factor: float = 10.0
+    floor_tpm: int = 1000
+
+    @classmethod
+    def of(cls, mode: Any = None, factor: Any = None, floor_tpm: Any = None) -> Policy:
+        """A policy from stored plan values (absent ones take the plan defaults)."""
+        base = cls()
+        chosen = str(mode) if mode is not None else base.mode
+        if chosen not in MODES:
+            chosen = base.mode  # an unknown mode is treated as the safe default
+        f = float(factor) if factor is not None else base.factor
+        fl = int(floor_tpm) if floor_tpm is not None else base.floor_tpm
+        return cls(chosen, f if f > 1 else base.factor, max(0, fl))
+
+
+DEFAULT_POLICY: Final = Policy()
+
+
+@dataclass(frozen=True)
+class Params:
+    """The detector's tuning, common to every plan (docs/detection.md explains each)."""
+
+    alpha: float = 1 / 30
+    sigma_z: float = 8.0
+    min_requests: int = 5
+    request_floor_rpm: int = 30
+    fanout_window_min: int = 60
+    fanout_floor: int = 10
+    fanout_factor: float = 4.0
+    fanout_alpha: float = 1 / 6
+    day_alpha: float = 0.3
+    stuffing_window_min: int = 5
+    stuffing_distinct: int = 20
+    stuffing_anonymous: int = 60
+    stuffing_flag_min: int = 60
+    cooldown_min: int = 60
+    surge: float = 5.0
+    learn_minutes: int = 1440
+    max_sources: int = 512
+    known_minutes: int = 7 * 1440
+    max_refused: int = 256
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What the detector needs of a usage event."""
+
+    ts: int  # epoch milliseconds (event time)
+    key_id: str
+    tenant_id: str = ""
+    tokens: int = 0
+    source: str = "-"
+    plan: str | None = None
+    principal: str = ""
+    environment: str = ""
+    request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A refused request: no key was admitted (unknown, malformed, revoked ...)."""
+
+    ts: int
+    source: str
+    code: str = ""
+    fp: str | None = None  # a short fingerprint of the refused key, when one is known
+
+
+def normalise_source(value: Any) -> str:
+    """An IPv4 address as is, an IPv6 address as its /64 (privacy addresses rotate within a
+    /64), anything else as given (bounded)."""
+    text = str(value or "-").strip()[:64] or "-"
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+# --------------------------------------------------------------------------- state
+
+
+def _ints(data: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """``data`` with the values of ``names`` as ints (DynamoDB gives numbers back as Decimal)."""
+    return {k: (int(v) if k in names else v) for k, v in data.items()}
+
+
+def _r(value: float) -> float | int:
+    """A float fit for DynamoDB (which refuses tiny exponents) and compact."""
+    if abs(value) < 1e-6:
+        return 0
+    rounded = round(value, 4)
+    return int(rounded) if float(rounded).is_integer() else rounded
+
+
+@dataclass
+class KeyState:
+    """Everything the detector remembers about one key."""
+
+    minute: int = -1  # the open event minute (epoch minutes); -1: never seen
+    tok: float = 0.0  # tokens in the open minute
+    req: int = 0  # requests in the open minute
+    bt: float = 0.0  # baseline tokens per minute (EWMA)
+    vt: float = 0.0  # its exponentially weighted variance
+    br: float = 0.0  # baseline requests per minute (EWMA)
+    minutes: int = 0  # minutes folded into the baselines
+    hour: int = -1  # the open event hour
+    bi: float = 0.0  # baseline new sources per hour (EWMA)
+    ht: float = 0.0  # tokens in the open hour
+    hr: int = 0  # requests in the open hour
+    pt: list[float] = field(default_factory=list)  # tokens/min by UTC hour of day (EWMA over days)
+    pr: list[float] = field(default_factory=list)  # requests/min by UTC hour of day
+    known: dict[str, int] = field(default_factory=dict)  # source -> last minute seen
+    fresh: dict[str, int] = field(default_factory=dict)  # new source -> first minute seen
+    incident: dict[str, Any] | None = None
+    hold_until: int = -1  # no suspension up to this minute (a human reinstated the key)
+    first: int = -1  # the minute the detector first saw the key (learning period)
+    hot: int = -1  # the last minute a volume signal was over its threshold
+    hot_before: int = -1  # the hot minute before that one
+    # Per stream shard: [sequence number of the last record applied, minute applied]; the
+    # stream handler skips records at or below it (replays). Not used by the engine.
+    marks: dict[str, list[Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "m": self.minute,
+            "t": _r(self.tok),
+            "r": self.req,
+            "bt": _r(self.bt),
+            "vt": _r(self.vt),
+            "br": _r(self.br),
+            "n": self.minutes,
+            "h": self.hour,
+            "bi": _r(self.bi),
+            "ht": _r(self.ht),
+            "hr": self.hr,
+            "pt": [_r(v) for v in self.pt],
+            "pr": [_r(v) for v in self.pr],
+            "ips": dict(self.known),
+            "new": dict(self.fresh),
+            "hold": self.hold_until,
+            "f": self.first,
+            "hm": self.hot,
+            "hp": self.hot_before,
+            "mk": {k: list(v) for k, v in self.marks.items()},
+        }
+        if self.incident is not None:
+            out["inc"] = dict(self.incident)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> KeyState:
+        if not data:
+            return cls()
+        inc = data.get("inc")
+        return cls(
+            minute=int(data.get("m", -1)),
+            tok=float(data.get("t", 0)),
+            req=int(data.get("r", 0)),
+            bt=float(data.get("bt", 0)),
+            vt=float(data.get("vt", 0)),
+            br=float(data.get("br", 0)),
+            minutes=int(data.get("n", 0)),
+            hour=int(data.get("h", -1)),
+            bi=float(data.get("bi", 0)),
+            ht=float(data.get("ht", 0)),
+            hr=int(data.get("hr", 0)),
+            pt=[float(v) for v in data.get("pt") or []],
+            pr=[float(v) for v in data.get("pr") or []],
+            known={str(k): int(v) for k, v in (data.get("ips") or {}).items()},
+            fresh={str(k): int(v) for k, v in (data.get("new") or {}).items()},
+            incident=_ints(inc, ("onset", "last")) if inc else None,
+            hold_until=int(data.get("hold", -1)),
+            first=int(data.get("f", -1)),
+            hot=int(data.get("hm", -1)),
+            hot_before=int(data.get("hp", -1)),
+            marks={str(k): [str(v[0]), int(v[1])] for k, v in (data.get("mk") or {}).items()},
+        )
+
+
+@dataclass
+class SourceState:
+    """What the detector remembers about one source address (refusals only)."""
+
+    refused: dict[str, int] = field(default_factory=dict)  # key fingerprint -> last minute
+    anonymous: dict[int, int] = field(default_factory=dict)  # minute -> refusals without one
+    flag: dict[str, Any] | None = None
+
+    def flagged_at(self, minute: int) -> dict[str, Any] | None:
+        """The flag in force at ``minute``, if any."""
+        flag = self.flag
+        if flag is not None and int(flag["onset"]) <= minute <= int(flag["until"]):
+            return flag
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "k": dict(self.refused),
+            "a": {str(m): c for m, c in self.anonymous.items()},
+        }
+        if self.flag is not None:
+            out["flag"] = dict(self.flag)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> SourceState:
+        if not data:
+            return cls()
+        flag = data.get("flag")
+        return cls(
+            refused={str(k): int(v) for k, v in (data.get("k") or {}).items()},
+            anonymous={int(m): int(c) for m, c in (data.get("a") or {}).items()},
+            flag=_ints(flag, ("onset", "until", "distinct", "refusals")) if flag else None,
+        )
+
+
+# --------------------------------------------------------------------------- findings
+
+
+def iso_ms(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A detection: which key (or source), which signal, what to do, and the evidence."""
+
+    subject: str  # the key id; for a ``stuffing`` finding, the source
+    kind: str  # "key" | "source"
+    signal: str
+    action: str  # "suspend" | "alert"
+    incident_id: str
+    ts: int  # event time of the event that tripped it (ms)
+    window_start: int  # ms
+    observed: float
+    baseline: float
+    threshold: float
+    unit: str
+    tenant_id: str = ""
+    principal: str = ""
+    environment: str = ""
+    source: str = ""
+    policy: Policy = DEFAULT_POLICY
+
+    def evidence(self) -> dict[str, Any]:
+        """JSON-ready, secret-free evidence (audit record, event detail, backtest row)."""
+        return {
+            "incident_id": self.incident_id,
+            "signal": self.signal,
+            "window": {"start": iso_ms(self.window_start), "end": iso_ms(self.ts)},
+            "observed": _r(self.observed),
+            "baseline": _r(self.baseline),
+            "threshold": _r(self.threshold),
+            "unit": self.unit,
+            "source": self.source or None,
+            "policy": {
+                "mode": self.policy.mode,
+                "factor": _r(self.policy.factor),
+                "floor_tpm": self.policy.floor_tpm,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class _Signal:
+    name: str
+    observed: float
+    baseline: float
+    threshold: float
+    unit: str
+    window_start: int
+    strong: bool = True  # False: evidence only good enough for an alert
+    source: str = ""
+
+
+# --------------------------------------------------------------------------- engine
+
+
+class Engine:
+    """Feeds events through per-key and per-source state and returns findings. No I/O."""
+
+    def __init__(self, params: Params | None = None) -> None:
+        self.p = params or Params()
+
+    # -- thresholds ------------------------------------------------------------------
+    @staticmethod
+    def _seasonal(profile: list[float], hour: int) -> float:
+        """The busiest of this hour of day and its neighbours (a daily job drifts a bit)."""
+        if not profile:
+            return 0.0
+        h = hour % 24
+        return max(profile[(h - 1) % 24], profile[h], profile[(h + 1) % 24])
+
+    def token_baseline(self, s: KeyState) -> float:
+        return max(s.bt, self._seasonal(s.pt, s.hour))
+
+    def request_baseline(self, s: KeyState) -> float:
+        return max(s.br, self._seasonal(s.pr, s.hour))
+
+    def token_threshold(self, s: KeyState, policy: Policy) -> float:
+        return max(
+            float(policy.floor_tpm),
+            policy.factor * self.token_baseline(s),
+            s.bt + self.p.sigma_z * math.sqrt(max(s.vt, 0.0)),
+        )
+
+    def request_threshold(self, s: KeyState, policy: Policy) -> float:
+        return max(float(self.p.request_floor_rpm), policy.factor * self.request_baseline(s))
+
+    def fanout_threshold(self, s: KeyState) -> float:
+        return max(float(self.p.fanout_floor), self.p.fanout_factor * s.bi)
+
+    # -- usage -----------------------------------------------------------------------
+    def usage(
+        self,
+        s: KeyState,
+        ev: Usage,
+        policy: Policy = DEFAULT_POLICY,
+        source: SourceState | None = None,
+    ) -> Finding | None:
+        """Account ``ev`` to its key's state; a finding if it trips a signal."""
+        if policy.mode == "off":
+            return None
+        minute = ev.ts // MINUTE_MS
+        if s.minute < 0:
+            self._start(s, policy, minute)
+        if minute < s.minute:  # late (another shard, a replay): baselines only, never a trigger
+            a = self.p.alpha
+            s.bt += a * ev.tokens
+            s.br += a
+            s.known.setdefault(ev.source, minute)
+            return None
+        self._roll(s, minute, policy)
+        s.tok += ev.tokens
+        s.req += 1
+        s.ht += ev.tokens
+        s.hr += 1
+        self._see(s, ev.source, minute)
+        signal = (
+            self._volume(s, ev, policy)
+            or self._fanout(s, ev)
+            or self._stuffing_source(ev, minute, source)
+        )
+        if signal is None:
+            return None
+        return self._incident(s, ev, policy, signal, minute)
+
+    def _start(self, s: KeyState, policy: Policy, minute: int) -> None:
+        """The warm-up prior (see the module docstring)."""
+        s.minute = s.first = minute
+        s.hour = minute // 60
+        s.bt = float(policy.floor_tpm)
+        s.vt = 0.0
+        s.br = float(self.p.request_floor_rpm)
+        s.pt = [float(policy.floor_tpm)] * 24
+        s.pr = [float(self.p.request_floor_rpm)] * 24
+        s.bi = self.p.fanout_floor / self.p.fanout_factor
+
+    def _roll(self, s: KeyState, minute: int, policy: Policy = DEFAULT_POLICY) -> None:
+        """Close the open minute (and the idle ones after it) into the baselines.
+
+        A minute over its threshold enters the baselines clipped to the threshold: one
+        anomalous minute must not lift the bar the next one is measured against (else a
+        sustained spike would hide behind its own first minute).
+        """
+        if minute <= s.minute:
+            return
+        a = self.p.alpha
+        tokens = min(s.tok, self.token_threshold(s, policy))
+        requests = min(float(s.req), self.request_threshold(s, policy))
+        s.bt, s.vt = _ew(s.bt, s.vt, tokens, a)
+        s.br += a * (requests - s.br)
+        idle = minute - s.minute - 1
+        for _ in range(min(idle, GAP_CAP)):
+            s.bt, s.vt = _ew(s.bt, s.vt, 0.0, a)
+            s.br *= 1 - a
+        if idle > GAP_CAP:
+            s.bt = s.vt = s.br = 0.0
+        s.minutes += idle + 1
+        s.minute, s.tok, s.req = minute, 0.0, 0
+        hour = minute // 60
+        if hour > s.hour:
+            self._roll_hour(s, hour)
+        oldest = minute - self.p.fanout_window_min + 1
+        if s.fresh and min(s.fresh.values()) < oldest:
+            s.fresh = {k: m for k, m in s.fresh.items() if m >= oldest}
+
+    def _roll_hour(self, s: KeyState, hour: int) -> None:
+        """Close the open hour into the daily profiles and the sources baseline."""
+        if s.hour >= 0:
+            fa, da = self.p.fanout_alpha, self.p.day_alpha
+            closed_from = hour * 60 - self.p.fanout_window_min
+            seen = sum(1 for m in s.fresh.values() if m >= closed_from)
+            s.bi += fa * (seen - s.bi)
+            s.bi *= (1 - fa) ** min(hour - s.hour - 1, 1000)
+            if len(s.pt) != 24 or len(s.pr) != 24:
+                s.pt, s.pr = [s.bt] * 24, [s.br] * 24
+            for i, h in enumerate(range(s.hour, min(hour, s.hour + 24))):
+                tokens, requests = (s.ht, s.hr) if i == 0 else (0.0, 0)
+                s.pt[h % 24] += da * (tokens / 60 - s.pt[h % 24])
+                s.pr[h % 24] += da * (requests / 60 - s.pr[h % 24])
+        s.hour, s.ht, s.hr = hour, 0.0, 0
+
+    def _see(self, s: KeyState, source: str, minute: int) -> None:
+        """Remember ``source``; a source the key has not used in ``known_minutes`` is new."""
+        if source not in s.known:
+            s.fresh[source] = minute
+            if len(s.fresh) > int(self.fanout_threshold(s)) + 2:  # enough to decide
+                del s.fresh[min(s.fresh, key=lambda k: s.fresh[k])]
+        s.known[source] = minute
+        if len(s.known) > self.p.max_sources:
+            forget = minute - self.p.known_minutes
+            s.known = {k: m for k, m in s.known.items() if m > forget}
+            while len(s.known) > self.p.max_sources:
+                del s.known[min(s.known, key=lambda k: s.known[k])]
+
+    def _volume(self, s: KeyState, ev: Usage, policy: Policy) -> _Signal | None:
+        """A token or request spike in the open minute, if it counts.
+
+        Over its threshold, a minute counts if the minute before it was over too (the spike
+        is sustained) or if it is over ``surge`` x the threshold (no need to wait). While the
+        key is learning (its first ``learn_minutes``), only a surge may suspend; a sustained
+        spike is an alert.
+        """
+        minute = ev.ts // MINUTE_MS
+        tokens = self.token_threshold(s, policy)
+        requests = self.request_threshold(s, policy)
+        if s.tok > tokens and s.req >= self.p.min_requests:
+            name, observed, base, threshold, unit = (
+                TOKEN_SPIKE, s.tok, self.token_baseline(s), tokens, "tokens/min",
+            )  # fmt: skip
+        elif s.req > requests:
+            name, observed, base, threshold, unit = (
+                REQUEST_SPIKE, float(s.req), self.request_baseline(s), requests, "requests/min",
+            )  # fmt: skip
+        else:
+            return None
+        if s.hot != minute:
+            s.hot_before, s.hot = s.hot, minute
+        surge = observed > self.p.surge * threshold
+        if not surge and s.hot_before != minute - 1:
+            return None  # one hot minute is noise until the next one is hot too
+        learning = minute - s.first < self.p.learn_minutes
+        start = (s.hot_before if not surge else minute) * MINUTE_MS
+        return _Signal(name, observed, base, threshold, unit, start, strong=surge or not learning)
+
+    def _fanout(self, s: KeyState, ev: Usage) -> _Signal | None:
+        threshold = self.fanout_threshold(s)
+        if ev.ts // MINUTE_MS - s.first < self.p.learn_minutes:
+            return None  # while learning, every source is new: nothing to compare with
+        seen = len(s.fresh)
+        if seen <= threshold:
+            return None
+        start = ev.ts - self.p.fanout_window_min * MINUTE_MS
+        return _Signal(FANOUT, seen, s.bi, threshold, "new sources/hour", start)
+
+    def _stuffing_source(
+        self, ev: Usage, minute: int, source: SourceState | None
+    ) -> _Signal | None:
+        flag = source.flagged_at(minute) if source is not None else None
+        if flag is None:
+            return None
+        return _Signal(
+            STUFFING_SOURCE,
+            int(flag["distinct"]) if flag.get("strong") else int(flag["refusals"]),
+            0.0,
+            float(self.p.stuffing_distinct if flag.get("strong") else self.p.stuffing_anonymous),
+            "refused keys/5 min" if flag.get("strong") else "refusals/5 min",
+            int(flag["onset"]) * MINUTE_MS,
+            strong=bool(flag.get("strong")),
+            source=ev.source,
+        )
+
+    def _incident(
+        self, s: KeyState, ev: Usage, policy: Policy, sig: _Signal, minute: int
+    ) -> Finding | None:
+        action = policy.mode if sig.strong else "alert"
+        inc = s.incident
+        if inc is not None and minute - int(inc["last"]) <= self.p.cooldown_min:
+            inc["last"] = minute
+            if not (inc.get("action") == "alert" and action == "suspend"):
+                return None
+            inc["action"] = action  # escalate an alert-only incident, once
+        else:
+            s.incident = inc = {
+                "id": f"{ev.key_id}@{iso_ms(minute * MINUTE_MS)}",
+                "onset": minute,
+                "last": minute,
+                "signal": sig.name,
+                "action": action,
+            }
+        if minute <= s.hold_until:
+            return None  # a human reinstated the key for this window
+        return Finding(
+            subject=ev.key_id,
+            kind="key",
+            signal=sig.name,
+            action=action,
+            incident_id=str(inc["id"]),
+            ts=ev.ts,
+            window_start=sig.window_start,
+            observed=sig.observed,
+            baseline=sig.baseline,
+            threshold=sig.threshold,
+            unit=sig.unit,
+            tenant_id=ev.tenant_id,
+            principal=ev.principal,
+            environment=ev.environment,
+            source=sig.source,
+            policy=policy,
+        )
+
+    def hold(self, s: KeyState, until_minute: int) -> None:
+        """A human reinstated the key: no suspension up to ``until_minute``, and the level
+        the human accepted becomes the baseline."""
+        s.hold_until = max(s.hold_until, until_minute)
+        s.bt = max(s.bt, s.tok)
+        s.br = max(s.br, float(s.req))
+        if len(s.pt) == 24 and len(s.pr) == 24:
+            s.pt[s.hour % 24] = max(s.pt[s.hour % 24], s.tok)
+            s.pr[s.hour % 24] = max(s.pr[s.hour % 24], float(s.req))
+        s.bi = max(s.bi, float(len(s.fresh)))
+
+    # -- refusals --------------------------------------------------------------------
+    def refusal(self, src: SourceState, ev: Refusal) -> Finding | None:
+        """Account a refused request to its source; a finding when the source is flagged."""
+        p = self.p
+        minute = ev.ts // MINUTE_MS
+        oldest = minute - p.stuffing_window_min + 1
+        src.refused = {k: m for k, m in src.refused.items() if m >= oldest}
+        src.anonymous = {m: c for m, c in src.anonymous.items() if m >= oldest}
+        if minute < oldest:  # pragma: no cover - cannot happen (oldest <= minute)
+            return None
+        if ev.fp:
+            src.refused[ev.fp] = max(minute, src.refused.get(ev.fp, minute))
+            if len(src.refused) > p.max_refused:
+                del src.refused[min(src.refused, key=lambda k: src.refused[k])]
+        else:
+            src.anonymous[minute] = src.anonymous.get(minute, 0) + 1
+        distinct = len(src.refused)
+        refusals = distinct + sum(src.anonymous.values())
+        strong = distinct >= p.stuffing_distinct
+        if not strong and refusals < p.stuffing_anonymous:
+            return None
+        flag = src.flagged_at(minute)
+        if flag is not None:
+            flag["until"] = minute + p.stuffing_flag_min
+            flag["distinct"] = max(int(flag["distinct"]), distinct)
+            flag["refusals"] = max(int(flag["refusals"]), refusals)
+            if flag.get("strong") or not strong:
+                return None
+            flag["strong"] = True  # weak evidence became strong: say so, once
+        else:
+            src.flag = flag = {
+                "id": f"{ev.source}@{iso_ms(minute * MINUTE_MS)}",
+                "onset": minute,
+                "until": minute + p.stuffing_flag_min,
+                "strong": strong,
+                "distinct": distinct,
+                "refusals": refusals,
+            }
+        return Finding(
+            subject=ev.source,
+            kind="source",
+            signal=STUFFING,
+            action="alert",
+            incident_id=str(flag["id"]),
+            ts=ev.ts,
+            window_start=oldest * MINUTE_MS,
+            observed=distinct if strong else refusals,
+            baseline=0.0,
+            threshold=float(p.stuffing_distinct if strong else p.stuffing_anonymous),
+            unit="refused keys/5 min" if strong else "refusals/5 min",
+            source=ev.source,
+        )
+
+
+def _ew(mean: float, var: float, x: float, a: float) -> tuple[float, float]:
+    """One step of an exponentially weighted mean and variance (West, 1979)."""
+    d = x - mean
+    mean += a * d
+    var = (1 - a) * (var + a * d * d)
+    return mean, var
