@@ -18,7 +18,7 @@ from typer._click.exceptions import ClickException
 
 from functions.keys import KeyServiceError
 from functions.keys.errors import redact
-from tollgate.cli import audit, keys, plans, statement, tenants, usage
+from tollgate.cli import audit, detect, exposure, keys, plans, statement, tenants, usage
 from tollgate.cli.context import State, local_endpoint
 
 app = typer.Typer(
@@ -63,6 +63,8 @@ app.add_typer(keys.app, name="keys")
 app.command("audit")(audit.audit)
 app.add_typer(usage.app, name="usage")
 app.command("statement")(statement.statement)
+app.command("exposure")(exposure.exposure)
+app.add_typer(detect.app, name="detect")
 
 
 def _fail(code: int, message: str) -> int:
