@@ -12,6 +12,7 @@ from infra.functions import Functions
 from infra.observability import Observability
 from infra.settings import Settings
 from infra.tables import Tables
+from infra.usage import UsagePipeline
 from infra.waf import Waf
 
 
@@ -33,6 +34,7 @@ class TollgateStack(Stack):
         self.tables = Tables(self, "Tables", settings=settings)
         self.functions = Functions(self, "Functions", settings=settings, tables=self.tables)
         self.api = Api(self, "Api", settings=settings, functions=self.functions)
+        self.usage = UsagePipeline(self, "Usage", settings=settings, functions=self.functions)
         self.waf = Waf(
             self, "Waf", settings=settings, stage_arn=self.api.rest_api.deployment_stage.stage_arn
         )
@@ -44,3 +46,4 @@ class TollgateStack(Stack):
             api=self.api.rest_api,
             functions=self.functions,
         )
+        self.usage.send_alarms_to(self.observability)

@@ -67,6 +67,22 @@ class MissingShardId(Exception):
     """The event has no ``shardId``: the mapping lacks its tumbling window (see stream.py)."""
 
 
+class WrongStream(Exception):
+    """The event comes from another table's stream than the usage table's (miswired)."""
+
+
+def check_source(event: dict[str, Any]) -> None:
+    """Refuse events from a stream other than the usage table's: its records would be
+    unparseable (or worse, parseable). The ARN reads ``...:table/<name>/stream/<label>``."""
+    records = event.get("Records") or [{}]
+    arn = event.get("eventSourceARN") or records[0].get("eventSourceARN")
+    if not arn:
+        return
+    table = str(arn).split(":table/", 1)[-1].split("/stream/", 1)[0]
+    if table != settings().tables.usage:
+        raise WrongStream(f"stream of table {table!r}, expected {settings().tables.usage!r}")
+
+
 class RetryFromHere(Exception):
     """This record (or one before it in the batch) has not been applied: deliver it again."""
 
@@ -171,6 +187,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if not shard_id:
         logger.error("usage batch without shardId: the mapping needs its tumbling window")
         raise MissingShardId("event without shardId (set the mapping's tumbling window)")
+    check_source(event)
     processor = RollupProcessor(shard_id, store(), writers=settings().writers)
     response = process_partial_response(
         event=event, record_handler=parse_record, processor=processor, context=context

@@ -315,3 +315,11 @@ def test_any_partition_with_any_replays_and_faults_counts_each_event_once(
         assert nonzero(memory.counters()) == expected(items)
     finally:
         usage_handler.use_store(None)
+
+
+def test_events_of_another_tables_stream_are_refused(store: MemoryRollupStore) -> None:
+    event = lambda_event(records_for([usage_item(0)]))
+    event["eventSourceARN"] = event["eventSourceARN"].replace("tollgate-usage", "tollgate-audit")
+    with pytest.raises(usage_handler.WrongStream):
+        usage_handler.handler(event, Context())
+    assert store.items == {}
