@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.text import Text
 
 from tollgate.cli import render
-from tollgate.cli.context import BadInput, emit, note, service, split_csv
+from tollgate.cli.context import BadInput, emit, note, service, split_csv, state
 
 app = typer.Typer(help="API keys: issue, delegate, rotate, revoke.", no_args_is_help=True)
 
@@ -115,20 +115,36 @@ def revoke(
         None, "--secret", metavar="SECRET", help="A leaked secret ('-': read it from stdin)."
     ),
     tenant: str | None = typer.Option(None, "--tenant", metavar="TENANT_ID", help="All its keys."),
+    principal: str | None = typer.Option(
+        None, "--principal", metavar="NAME", help="With --tenant: only this principal's keys."
+    ),
     reason: str = typer.Option(..., "--reason", metavar="TEXT", help="Why (audited)."),
     actor: str | None = ActorOption,
 ) -> None:
-    """Revoke a key, a leaked secret's key, or all of a tenant's keys (with delegated keys).
+    """Revoke a key, a leaked secret's key, or all of a tenant's (or a principal's) keys,
+    with their delegated keys.
 
-    Takes effect on the very next request. Revocation is final.
+    Takes effect on the very next request. Revocation is final. With --stack this invokes
+    the stack's revoke function; with --local it runs the same handler here.
     """
     if sum(x is not None for x in (key_id, secret, tenant)) != 1:
         raise BadInput("give exactly one of KEY_ID, --secret or --tenant")
+    if principal is not None and tenant is None:
+        raise BadInput("--principal needs --tenant")
     if secret == "-":  # noqa: S105 - "-" means stdin, not a password
         secret = sys.stdin.readline().strip()
-    result = service(ctx).revoke(
-        key_id=key_id, secret=secret, tenant_id=tenant, reason=reason, actor=actor
-    )
+    st = state(ctx)
+    if st.stack or st.local or principal is not None:
+        from functions.keys import default_actor
+        from tollgate.cli.revoke import invoke
+
+        target = {"key_id": key_id, "secret": secret, "tenant_id": tenant, "principal": principal}
+        payload = {k: v for k, v in target.items() if v is not None}
+        result = invoke(st, {**payload, "reason": reason, "actor": actor or default_actor()})
+    else:
+        result = service(ctx).revoke(
+            key_id=key_id, secret=secret, tenant_id=tenant, reason=reason, actor=actor
+        )
     emit(ctx, result, _render_revoked)
 
 
