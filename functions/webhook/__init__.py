@@ -1,0 +1,1 @@
+"""The leak webhook: GitHub secret scanning reports leaked Tollgate keys; they are revoked."""

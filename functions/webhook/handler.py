@@ -1,0 +1,121 @@
+"""Lambda entry point of the leak webhook, ``POST /webhooks/github/secret-scanning``
+(thin: raw body and headers in, :mod:`functions.webhook.logic`, a JSON answer out).
+
+No API key: GitHub signs the request instead. Errors use the OpenAI-style body the rest of
+the API answers with; nothing is written before the signature has been verified.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from functions.common.observability import MetricUnit, log_metrics, logger, metrics
+from functions.keys import KeyServiceError
+from functions.respond.config import ResponderSettings
+from functions.respond.events import EventPublisher
+from functions.respond.revocation import RevokeRequest, revoke
+from functions.webhook.logic import MAX_BODY, WebhookError, authenticate, label_and_revoke, parse
+from functions.webhook.signature import KeysUnavailable, PublicKeys
+
+_keys: PublicKeys | None = None
+_settings: ResponderSettings | None = None
+
+
+def settings() -> ResponderSettings:
+    global _settings
+    if _settings is None:
+        _settings = ResponderSettings.from_env()
+    return _settings
+
+
+def public_keys() -> PublicKeys:
+    """GitHub's public keys, cached in this container."""
+    global _keys
+    if _keys is None:
+        s = settings()
+        _keys = PublicKeys(s.github_keys_url, ttl_s=s.github_keys_ttl_s)
+    return _keys
+
+
+def reset() -> None:
+    """Forget settings and cached keys (tests point the function elsewhere)."""
+    global _keys, _settings
+    _keys = _settings = None
+
+
+def _response(status: int, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "body": json.dumps(body),
+    }
+
+
+def _error(status: int, code: str, message: str, **headers: str) -> dict[str, Any]:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return _response(status, {"error": {"message": message, "type": kind, "code": code}}, headers)
+
+
+def _raw_body(event: dict[str, Any]) -> bytes:
+    body = event.get("body") or ""
+    if not isinstance(body, str):
+        raise WebhookError(400, "invalid_payload", "The payload must be JSON text.")
+    if len(body) > 2 * MAX_BODY:  # decoding more than this is never needed to refuse it
+        raise WebhookError(413, "payload_too_large", f"The payload exceeds {MAX_BODY} bytes.")
+    if event.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise WebhookError(400, "invalid_payload", "The payload is not valid base64.") from None
+    return body.encode("utf-8")
+
+
+def _headers(event: dict[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in (event.get("headers") or {}).items():
+        if isinstance(name, str) and isinstance(value, str):
+            out[name.lower()] = value
+    return out
+
+
+def handle(event: dict[str, Any]) -> dict[str, Any]:
+    try:
+        body = _raw_body(event)
+        authenticate(body, _headers(event), public_keys())
+        reported = parse(body)
+        bus = EventPublisher(settings().event_bus)
+        answer, revoked = label_and_revoke(reported, lambda r: revoke(r, publisher=bus))
+    except WebhookError as exc:
+        logger.warning("leak report refused", extra={"status": exc.status, "code": exc.code})
+        metrics.add_metric(name="LeakReportRefused", unit=MetricUnit.Count, value=1)
+        return _error(exc.status, exc.code, exc.message)
+    except KeysUnavailable as exc:
+        logger.error("GitHub public keys unavailable", extra={"error": str(exc)})
+        return _error(
+            503, "keys_unavailable", "Cannot verify signatures now.", **{"Retry-After": "60"}
+        )
+    except KeyServiceError as exc:  # e.g. a key changed while revoking: GitHub retries
+        logger.error("leak report not fully processed", extra={"code": exc.code})
+        return _error(503, "try_again", "The report was not fully processed; send it again.")
+    positives = sum(1 for a in answer if a["label"] == "true_positive")
+    logger.warning(
+        "leak report processed",
+        extra={"tokens": len(answer), "true_positives": positives, "revoked": revoked},
+    )
+    metrics.add_metric(name="LeakedKeysReported", unit=MetricUnit.Count, value=len(answer))
+    metrics.add_metric(name="LeakedKeysRevoked", unit=MetricUnit.Count, value=len(revoked))
+    return _response(200, answer)
+
+
+@log_metrics
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle(event)
+
+
+__all__ = ["RevokeRequest", "handler", "reset"]
