@@ -14,11 +14,13 @@ named header is missing). CDK allows an empty list only when caching is off.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Final
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
@@ -70,9 +72,13 @@ class Api(Construct):
         *,
         settings: Settings,
         functions: Functions,
+        route_functions: Mapping[str, lambda_.IFunction] | None = None,
     ) -> None:
+        """``route_functions``: the function serving each ``Route.function`` other than
+        ``api`` (e.g. the leak webhook's, built by infra/detect.py)."""
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
+        self.route_functions = dict(route_functions or {})
 
         self.upstream_secret = secretsmanager.Secret(
             self,
@@ -171,7 +177,7 @@ class Api(Construct):
             CfnOutput(self, output_id, value=value).override_logical_id(output_id)
 
     def _rest_api(self, settings: Settings) -> apigw.RestApi:
-        access_logs = logs.LogGroup(
+        access_logs = self.access_logs = logs.LogGroup(
             self,
             "AccessLogs",
             retention=settings.log_retention,
@@ -219,10 +225,13 @@ class Api(Construct):
         return api
 
     def _routes(self) -> None:
-        integration = apigw.LambdaIntegration(
-            self.api_function, proxy=True, allow_test_invoke=False
-        )
+        serving = {"api": self.api_function, **self.route_functions}
+        integrations = {
+            name: apigw.LambdaIntegration(fn, proxy=True, allow_test_invoke=False)
+            for name, fn in serving.items()
+        }
         for route in ROUTES:
+            integration = integrations[route.function]  # KeyError: a route nobody serves
             resource = self.rest_api.root.resource_for_path(route.path)
             path_params = {
                 f"method.request.path.{segment[1:-1]}": True

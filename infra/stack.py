@@ -8,6 +8,7 @@ from aws_cdk import Stack, Tags
 from constructs import Construct
 
 from infra.api import Api
+from infra.detect import Detection
 from infra.functions import Functions
 from infra.observability import Observability
 from infra.settings import Settings
@@ -33,7 +34,14 @@ class TollgateStack(Stack):
 
         self.tables = Tables(self, "Tables", settings=settings)
         self.functions = Functions(self, "Functions", settings=settings, tables=self.tables)
-        self.api = Api(self, "Api", settings=settings, functions=self.functions)
+        self.detection = Detection(self, "Detection", settings=settings, functions=self.functions)
+        self.api = Api(
+            self,
+            "Api",
+            settings=settings,
+            functions=self.functions,
+            route_functions=self.detection.route_functions,
+        )
         self.usage = UsagePipeline(self, "Usage", settings=settings, functions=self.functions)
         self.waf = Waf(
             self, "Waf", settings=settings, stage_arn=self.api.rest_api.deployment_stage.stage_arn
@@ -47,3 +55,8 @@ class TollgateStack(Stack):
             functions=self.functions,
         )
         self.usage.send_alarms_to(self.observability)
+        self.detection.connect(
+            access_logs=self.api.access_logs,
+            alerts=self.observability.topic,
+            alerts_key=self.observability.key,
+        )

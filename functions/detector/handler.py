@@ -42,18 +42,24 @@ from functions.detector.store import DetectorStore
 from functions.respond.events import EventPublisher
 
 _detector: StreamDetector | None = None
+_settings: DetectorSettings | None = None
+
+
+def settings() -> DetectorSettings:
+    global _settings
+    if _settings is None:
+        _settings = DetectorSettings.from_env()
+    return _settings
 
 
 def detector() -> StreamDetector:
     """This container's detector (built on first use)."""
     global _detector
     if _detector is None:
-        settings = DetectorSettings.from_env()
-        store = DetectorStore(plan_ttl_s=settings.plan_ttl_s)
+        s = settings()
+        store = DetectorStore(plan_ttl_s=s.plan_ttl_s)
         actions = Actions(
-            store=store,
-            publisher=EventPublisher(settings.event_bus),
-            hold_minutes=settings.hold_minutes,
+            store=store, publisher=EventPublisher(s.event_bus), hold_minutes=s.hold_minutes
         )
         _detector = StreamDetector(store, actions)
     return _detector
@@ -61,8 +67,8 @@ def detector() -> StreamDetector:
 
 def use_detector(replacement: StreamDetector | None) -> None:
     """Swap the detector (tests, benchmarks); None: build it again on next use."""
-    global _detector
-    _detector = replacement
+    global _detector, _settings
+    _detector, _settings = replacement, None
 
 
 class RetryLater(Exception):
@@ -73,6 +79,11 @@ def parse_record(record: DynamoDBRecord) -> Record | None:
     """The record handler: a usage event of an INSERT, else None (skipped)."""
     stream = record.dynamodb
     if record.event_name != DynamoDBRecordEventName.INSERT or stream is None:
+        return None
+    arn = record.event_source_arn
+    if arn and f":table/{settings().tables.usage}/stream/" not in arn:
+        logger.error("stream record of another table ignored", extra={"source": arn})
+        metrics.add_metric(name="DetectorForeignRecord", unit=MetricUnit.Count, value=1)
         return None
     seq = stream.sequence_number
     event = records.usage(stream.new_image)

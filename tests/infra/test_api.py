@@ -52,7 +52,8 @@ def test_every_route_exists_with_the_authorizer_and_the_api_function(dev: Synth)
         else:
             assert method["AuthorizationType"] == "NONE", route
         assert method["Integration"]["Type"] == "AWS_PROXY"
-        assert api_function in json.dumps(method["Integration"]["Uri"])
+        if route.function == "api":  # others: tests/infra/test_detect_stack.py
+            assert api_function in json.dumps(method["Integration"]["Uri"])
         for name in (s[1:-1] for s in route.segments if s.startswith("{")):
             assert method["RequestParameters"][f"method.request.path.{name}"] is True
 

@@ -37,8 +37,14 @@ def dynamodb_grants(synth: Synth, function: dict[str, Any]) -> set[tuple[str, st
     role_id = ref(function["Properties"]["Role"])
     assert role_id is not None
     tables = table_ids(synth)
+
+    def kind(resource: str) -> str:  # an index ARN "<Table.Arn>/index/name" is its table's
+        if resource.startswith("<") and ".Arn>/index/" in resource:
+            return tables.get(resource[1 : resource.index(".Arn>")], resource)
+        return tables.get(resource, resource)
+
     return {
-        (action, tables.get(resource, resource))
+        (action, kind(resource))
         for action, resource in grants(role_statements(synth.resources, role_id))
         if action.startswith("dynamodb:")
     }

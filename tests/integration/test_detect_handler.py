@@ -225,6 +225,12 @@ def test_records_that_are_not_usage_events_are_skipped(world: World) -> None:
     response = detector.handler(world.stream.event(records), LambdaContext())
     assert response["batchItemFailures"] == []
     assert DetectorState.get(world.key_id).state.as_dict()["r"] == 1
+    foreign = world.stream.record(usage_item(world.key_id, minute_start(), tokens=5))
+    foreign["eventSourceARN"] = foreign["eventSourceARN"].replace("tollgate-usage", "other")
+    assert (
+        detector.handler(world.stream.event([foreign]), LambdaContext())["batchItemFailures"] == []
+    )
+    assert DetectorState.get(world.key_id).state.as_dict()["r"] == 1  # ignored
     closing = {"Records": [], "shardId": world.stream.shard, "isFinalInvokeForWindow": True}
     assert detector.handler(closing, LambdaContext()) == {"batchItemFailures": [], "state": {}}
 
