@@ -9,6 +9,7 @@ OpenAI error body; anything unexpected is a 500 ``internal_error`` without a sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Mapping
@@ -29,7 +30,8 @@ from functions.api.errors import (
     WrongEnvironment,
 )
 from functions.api.services import Services
-from functions.common.observability import logger, metrics
+from functions.api.usage import UsageRecorder, was_recorded
+from functions.common.observability import MetricUnit, logger, metrics
 from functions.common.routes import route_for
 
 JSON = "application/json"
@@ -144,6 +146,7 @@ def _admit(resolver: APIGatewayRestResolver, next_middleware: NextMiddleware) ->
     raw = app.current_event.raw_event
     refusal = verdict_refusal(raw)
     if refusal is not None:
+        metrics.add_metric(name="RefusedOverLimit", unit=MetricUnit.Count, value=1)
         raise refusal
     caller = Caller.from_event(raw)
     # Defence in depth: the authorizer checked both already.
@@ -154,7 +157,18 @@ def _admit(resolver: APIGatewayRestResolver, next_middleware: NextMiddleware) ->
         if route.scope is not None and route.scope not in caller.scopes:
             raise MissingScope(f"The API key lacks the scope {route.scope}.")
     app.append_context(caller=caller)
-    return next_middleware(resolver)
+    try:
+        return next_middleware(resolver)
+    except Exception as exc:
+        # Invariant 4: every admitted request leaves exactly one usage event, also when it
+        # failed before its route opened a recorder (a malformed body, say).
+        if not was_recorded(exc):
+            with (
+                contextlib.suppress(Exception),
+                UsageRecorder(services().store, caller, _operation()) as usage,
+            ):
+                usage.fail(exc)
+        raise
 
 
 app.use(middlewares=[_admit])

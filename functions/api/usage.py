@@ -37,6 +37,12 @@ def cost_micros(
 
 
 Outcome = Literal["written", "duplicate", "failed"]
+_RECORDED = "_tollgate_usage_recorded"
+
+
+def was_recorded(error: BaseException) -> bool:
+    """True if a :class:`UsageRecorder` already wrote this request's event for ``error``."""
+    return bool(getattr(error, _RECORDED, False))
 
 
 @dataclass
@@ -110,6 +116,13 @@ class UsageRecorder:
             logger.error("usage event not written", extra={"event": item, "error": exc.message})
             metrics.add_metric(name="UsageEventNotWritten", unit=MetricUnit.Count, value=1)
             return self.outcome
+        if self.outcome == "written":
+            metrics.add_metric(name="UsageEvents", unit=MetricUnit.Count, value=1)
+            tokens = self.prompt_tokens + self.completion_tokens
+            if tokens:
+                metrics.add_metric(name="Tokens", unit=MetricUnit.Count, value=tokens)
+            if self.cost and self.caller.environment == "live":
+                metrics.add_metric(name="SpendMicroUsd", unit=MetricUnit.Count, value=self.cost)
         if self.outcome == "duplicate":
             logger.warning(
                 "duplicate delivery of a request id: usage already recorded",
@@ -127,6 +140,8 @@ class UsageRecorder:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc is not None:
+            setattr(exc, _RECORDED, True)
         if self.outcome is not None:
             return
         if exc is not None:

@@ -27,8 +27,11 @@ def client() -> Any:
             config=botocore.config.Config(
                 retries={"max_attempts": 3, "mode": "standard"},
                 connect_timeout=2,
-                read_timeout=3,
+                read_timeout=5,
                 tcp_keepalive=True,
+                # One request at a time per Lambda container; the local gateway and the
+                # concurrency tests share one client across dozens of threads.
+                max_pool_connections=64,
             ),
         )
     return _client

@@ -170,7 +170,7 @@ def test_delegated_key_event_names_its_parent(dynamodb: Any, tables: Any) -> Non
         (json.dumps(chat_body() | {"messages": [{"role": "user", "content": [{"x": 1}]}]}), None),
     ],
 )  # fmt: skip
-def test_bad_bodies_get_400_and_record_nothing(
+def test_bad_bodies_get_400_and_record_one_error_event(
     who: Who, tables: Any, raw: str | None, param: str | None
 ) -> None:
     before = tenant_item(tables)
@@ -182,7 +182,9 @@ def test_bad_bodies_get_400_and_record_nothing(
     assert err["message"] and "Traceback" not in reply.text
     if param is not None:
         assert err["param"] == param
-    assert events_table(tables) == []
+    [recorded] = events_table(tables)  # admitted, so one error event (invariant 4)
+    assert recorded["status"] == "error" and recorded["error_class"] == "invalid_request"
+    assert recorded["prompt_tokens"] == recorded["completion_tokens"] == 0
     assert tenant_item(tables) == before
     assert spy.calls == []
 

@@ -88,13 +88,15 @@ def test_list_pages_with_limit_and_after(two_tenants: tuple[Who, Who]) -> None:
 
 @pytest.mark.parametrize("query", [{"limit": "0"}, {"limit": "101"}, {"limit": "x"},
                                    {"after": "not-a-job"}])  # fmt: skip
-def test_bad_paging_is_400_and_records_nothing(
+def test_bad_paging_is_400_and_records_one_error_event(
     two_tenants: tuple[Who, Who], tables: Any, query: dict[str, str]
 ) -> None:
     reply = call(event("GET", "/v1/fine_tuning/jobs", two_tenants[0], query=query))
     assert reply.status == 400
     assert reply.error["param"] in ("limit", "after")
-    assert events_table(tables) == []
+    [recorded] = events_table(tables)  # admitted, so one error event (invariant 4)
+    assert recorded["status"] == "error" and recorded["error_class"] == "invalid_request"
+    assert recorded["prompt_tokens"] == recorded["completion_tokens"] == 0
 
 
 def test_get_own_job(two_tenants: tuple[Who, Who]) -> None:

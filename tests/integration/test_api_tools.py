@@ -89,16 +89,22 @@ def test_token_count_and_utc_now(who: Who) -> None:
         {"arguments": ["1"]},
     ],
 )
-def test_bad_tool_arguments_are_400_and_record_nothing(who: Who, tables: Any, body: Any) -> None:
+def test_bad_tool_arguments_are_400_and_record_one_error_event(
+    who: Who, tables: Any, body: Any
+) -> None:
     reply = invoke(who, "calculator", body)
     assert reply.status == 400, reply.text
     assert reply.error["type"] == "invalid_request_error"
-    assert events_table(tables) == []
+    [recorded] = events_table(tables)  # admitted, so one error event (invariant 4)
+    assert recorded["status"] == "error" and recorded["error_class"] == "invalid_request"
+    assert recorded["prompt_tokens"] == recorded["completion_tokens"] == 0
 
 
 def test_bad_json_body_is_400(who: Who, tables: Any) -> None:
     assert invoke(who, "calculator", raw="{oops").status == 400
-    assert events_table(tables) == []
+    [recorded] = events_table(tables)  # admitted, so one error event (invariant 4)
+    assert recorded["status"] == "error" and recorded["error_class"] == "invalid_request"
+    assert recorded["prompt_tokens"] == recorded["completion_tokens"] == 0
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,17 @@ from typer._click.exceptions import ClickException
 
 from functions.keys import KeyServiceError
 from functions.keys.errors import redact
-from tollgate.cli import audit, detect, exposure, keys, plans, statement, tenants, usage
+from tollgate.cli import (
+    audit,
+    detect,
+    exposure,
+    finetune,
+    keys,
+    plans,
+    statement,
+    tenants,
+    usage,
+)
 from tollgate.cli.context import State, local_endpoint
 
 app = typer.Typer(
@@ -65,6 +75,7 @@ app.add_typer(usage.app, name="usage")
 app.command("statement")(statement.statement)
 app.command("exposure")(exposure.exposure)
 app.add_typer(detect.app, name="detect")
+app.add_typer(finetune.app, name="finetune")
 
 
 def _fail(code: int, message: str) -> int:
