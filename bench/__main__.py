@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import Section
+from bench.common import Figure, Section
 
 SECTIONS = ("gate", "api", "usage", "detect")
 HERE = Path(__file__).parent
@@ -60,6 +60,23 @@ def render(sections: list[Section], info: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _merge_previous(fresh: list[Section]) -> list[Section]:
+    """Running some sections keeps the other sections' figures of the last full run."""
+    path = HERE / "report.json"
+    if not path.exists():
+        return fresh
+    try:
+        old = json.loads(path.read_text())["figures"]
+    except (ValueError, KeyError):
+        return fresh
+    ran = {s.name for s in fresh}
+    kept: dict[str, Section] = {}
+    for fig in old:
+        if fig.get("section") not in ran:
+            kept.setdefault(fig["section"], Section(fig["section"])).figures.append(Figure(**fig))
+    return [*kept.values(), *fresh]
+
+
 def main(argv: list[str]) -> int:
     wanted = argv or list(SECTIONS)
     unknown = [s for s in wanted if s not in SECTIONS]
@@ -82,6 +99,7 @@ def main(argv: list[str]) -> int:
             print(f"[{name}]", flush=True)
             sections.append(module.run())
     info = machine()
+    sections = _merge_previous(sections)
     (HERE / "REPORT.md").write_text(render(sections, info))
     (HERE / "report.json").write_text(
         json.dumps(
