@@ -2,41 +2,36 @@
 
 Everything here is driven by *event time* (a usage event's ``ts``), never by the clock, so a
 recorded trace gives the same answers as the live stream (``tollgate detect backtest``).
-
-Per key (:class:`KeyState`, one ``DetectorState`` item per key when live):
+docs/detection.md explains the signals and the numbers; in short, per key
+(:class:`KeyState`, one ``DetectorState`` item per key when live):
 
 * **token spike**: tokens in the current UTC event minute above
-  ``max(floor_tpm, factor x baseline, baseline + z x sigma)``, with at least
-  ``min_requests`` requests in that minute. The baseline is an EWMA of tokens per minute
-  (every minute counts, idle ones as 0; ``alpha`` 1/30: about half an hour of memory) and
-  sigma its exponentially weighted standard deviation, so a key whose traffic is lumpy needs
-  a bigger jump than a steady one;
+  ``max(floor_tpm, factor x baseline, EWMA + z x sigma)`` with at least ``min_requests``
+  requests. The baseline is the larger of an EWMA of tokens per minute (idle minutes count
+  as 0) and the key's hour-of-day profile (learnt at once, forgotten by ``day_alpha`` a day:
+  a nightly job is known the next night); sigma is the EWMA's weighted deviation;
 * **request spike**: requests in the minute above ``max(request_floor_rpm, factor x
-  baseline)`` (an EWMA of requests per minute);
-* **fan-out** (a key shared or resold): distinct sources (IPv4 addresses, IPv6 /64s) in the
-  last 60 minutes above ``max(fanout_floor, fanout_factor x baseline)``, the baseline being
-  an EWMA of distinct sources per hour;
-* **stuffing source**: the key is used from a source that is flagged for credential stuffing.
+  baseline)``;
+* **fan-out** (a key shared or resold): *new* sources (IPv4 addresses, IPv6 /64s not used by
+  the key in ``known_minutes``) in the last 60 minutes above ``max(fanout_floor,
+  fanout_factor x baseline)``;
+* **stuffing source**: the key is used from a source flagged for credential stuffing.
 
-Per source (:class:`SourceState`): **stuffing**, a burst of refused keys from one source:
-at least ``stuffing_distinct`` distinct refused keys (by fingerprint) within
-``stuffing_window_min`` minutes flags the source for ``stuffing_flag_min`` minutes (strong
-evidence: a key used from it is acted on per its plan); without fingerprints (API Gateway
-access logs carry none for a 401), ``stuffing_anonymous`` refusals flag it as weak evidence
-(alerts only, never a suspension: a client retrying one stale key looks the same).
+A minute over a volume threshold counts when the minute before was over too (sustained) or
+when it is over ``surge`` x the threshold; it enters the baselines clipped, so a spike cannot
+raise its own bar. Per source (:class:`SourceState`): ``stuffing_distinct`` distinct refused
+keys (by fingerprint) within ``stuffing_window_min`` minutes flag the source (strong
+evidence), or ``stuffing_anonymous`` refusals without fingerprints (weak: alerts only).
 
-Warm-up: a key with no history starts from a prior derived from its plan: the token
-baseline starts at ``floor_tpm`` and the request baseline at ``request_floor_rpm`` (so a new
-key may run at up to ``factor`` x its floors before it looks like a spike), the sources
-baseline at ``fanout_floor / fanout_factor`` (its threshold starts at the floor). The prior
-fades at the EWMA's rate as minutes pass. Nothing below a floor is ever a spike.
+Warm-up: a key with no history starts from its plan (baseline and profile at ``floor_tpm``,
+requests at ``request_floor_rpm``, new sources at ``fanout_floor / fanout_factor``); during
+its first ``learn_minutes`` only a surge may suspend (a sustained spike alerts) and fan-out
+is not evaluated. Nothing below a floor is ever a spike.
 
 Incidents: a finding opens an incident on the key; while it is open (a hot observation
-within the last ``cooldown_min`` event minutes) no further finding is raised for the key, so
-one incident gives one suspension, however long it lasts and however often a batch is
-replayed. An alert-only incident escalates once if a suspending signal follows. When a human
-reinstated the key for this window, :meth:`Engine.hold` keeps the key from being suspended
-again until the hold ends, and re-bases the baselines on what the human accepted.
+within ``cooldown_min`` event minutes) no further finding is raised, so one incident gives
+one suspension; an alert-only incident escalates once. :meth:`Engine.hold` (a human
+reinstated the key) suppresses suspensions until a given minute and re-bases the key.
 """
 
 from __future__ import annotations
@@ -94,7 +89,7 @@ class Params:
     fanout_floor: int = 10
     fanout_factor: float = 4.0
     fanout_alpha: float = 1 / 6
-    day_alpha: float = 0.3
+    day_alpha: float = 0.15
     stuffing_window_min: int = 5
     stuffing_distinct: int = 20
     stuffing_anonymous: int = 60
@@ -358,11 +353,12 @@ class Engine:
     # -- thresholds ------------------------------------------------------------------
     @staticmethod
     def _seasonal(profile: list[float], hour: int) -> float:
-        """The busiest of this hour of day and its neighbours (a daily job drifts a bit)."""
+        """The busier of this hour of day and the next one on previous days (a daily job
+        drifts a bit). Not the hour before: its entry already holds today's hour."""
         if not profile:
             return 0.0
         h = hour % 24
-        return max(profile[(h - 1) % 24], profile[h], profile[(h + 1) % 24])
+        return max(profile[h], profile[(h + 1) % 24])
 
     def token_baseline(self, s: KeyState) -> float:
         return max(s.bt, self._seasonal(s.pt, s.hour))
@@ -432,17 +428,21 @@ class Engine:
     def _roll(self, s: KeyState, minute: int, policy: Policy = DEFAULT_POLICY) -> None:
         """Close the open minute (and the idle ones after it) into the baselines.
 
-        A minute over its threshold enters the baselines clipped to the threshold: one
-        anomalous minute must not lift the bar the next one is measured against (else a
-        sustained spike would hide behind its own first minute).
+        A minute over its threshold enters the baselines as at most twice the baseline (or
+        the floor): an anomalous minute must barely lift the bar the next one is measured
+        against, else a sustained spike would hide behind its own first minutes.
         """
         if minute <= s.minute:
             return
         a = self.p.alpha
-        tokens = min(s.tok, self.token_threshold(s, policy))
-        requests = min(float(s.req), self.request_threshold(s, policy))
+        tokens, requests = s.tok, float(s.req)
+        if tokens > self.token_threshold(s, policy):
+            tokens = max(2 * self.token_baseline(s), float(policy.floor_tpm))
+        if requests > self.request_threshold(s, policy):
+            requests = max(2 * self.request_baseline(s), float(self.p.request_floor_rpm))
         s.bt, s.vt = _ew(s.bt, s.vt, tokens, a)
         s.br += a * (requests - s.br)
+
         idle = minute - s.minute - 1
         for _ in range(min(idle, GAP_CAP)):
             s.bt, s.vt = _ew(s.bt, s.vt, 0.0, a)
@@ -470,8 +470,10 @@ class Engine:
                 s.pt, s.pr = [s.bt] * 24, [s.br] * 24
             for i, h in enumerate(range(s.hour, min(hour, s.hour + 24))):
                 tokens, requests = (s.ht, s.hr) if i == 0 else (0.0, 0)
-                s.pt[h % 24] += da * (tokens / 60 - s.pt[h % 24])
-                s.pr[h % 24] += da * (requests / 60 - s.pr[h % 24])
+                # Learn at once, forget slowly: a daily job is known the next day, and a
+                # level not seen again fades by (1 - day_alpha) a day.
+                s.pt[h % 24] = max(tokens / 60, s.pt[h % 24] * (1 - da))
+                s.pr[h % 24] = max(requests / 60, s.pr[h % 24] * (1 - da))
         s.hour, s.ht, s.hr = hour, 0.0, 0
 
     def _see(self, s: KeyState, source: str, minute: int) -> None:
