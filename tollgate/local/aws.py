@@ -7,6 +7,10 @@ only the backend's write methods is not enough, because a response can serialise
 while another request changes it. So every request is dispatched under one lock, and its
 whole response body is produced inside it. This is the one place that does it; the local
 stack, the integration tests and the benchmarks all run moto through :func:`start`.
+
+Inside the lock sits :class:`~tollgate.local.faults.FaultInjectingApp`: it lets every request
+through unless faults are switched on (``MotoServer.faults``, or ``TOLLGATE_FAULTS`` at
+:func:`start`), then answers a share of DynamoDB requests with DynamoDB's errors.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from tollgate.local.faults import FaultInjectingApp, Faults, parse_env_or_exit
 
 DUMMY_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -47,10 +53,14 @@ class QuietHandler(WSGIRequestHandler):
 
 
 class MotoServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None
+    ) -> None:
         from moto.server import DomainDispatcherApplication, create_backend_app
 
-        app = SerializedApp(DomainDispatcherApplication(create_backend_app))
+        self.faults = faults if faults is not None else Faults()  # off unless switched on
+        moto = DomainDispatcherApplication(create_backend_app)
+        app = SerializedApp(FaultInjectingApp(moto, self.faults))
         self._server: BaseWSGIServer = make_server(
             host, port, app, threaded=True, request_handler=QuietHandler
         )
@@ -88,13 +98,18 @@ def point_clients_at(endpoint: str) -> None:
     os.environ.update(client_environment(endpoint))
 
 
-def start(host: str = "127.0.0.1", port: int = 0) -> MotoServer:
-    return MotoServer(host, port).start()
+def start(host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None) -> MotoServer:
+    """Start moto's server; ``faults`` (default: what ``TOLLGATE_FAULTS`` asks for, if set)."""
+    if faults is None:
+        faults = parse_env_or_exit()
+    return MotoServer(host, port, faults).start()
 
 
 @contextmanager
-def running(host: str = "127.0.0.1", port: int = 0) -> Iterator[MotoServer]:
-    server = start(host, port)
+def running(
+    host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None
+) -> Iterator[MotoServer]:
+    server = start(host, port, faults)
     try:
         yield server
     finally:
