@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.common import Figure, Section
 
-SECTIONS = ("gate", "api", "usage", "detect")
+SECTIONS = ("gate", "api", "usage", "detect", "package")
 HERE = Path(__file__).parent
 
 
