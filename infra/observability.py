@@ -70,9 +70,9 @@ ALERT_ON_ANY: Final = (
     (
         "UsageEventNotWritten",
         "UsageEventNotWritten",
-        "An admitted request's usage event could not be written (invariant 4): the event "
-        "is in the API function's logs ('usage event not written'); replay it before "
-        "statements are produced.",
+        "An admitted request's usage event could not be written (invariant 4): every field "
+        "of it is in the Api function's logs ('usage event not written'); put it back in the "
+        "usage table before the month's statements run (docs/operations.md).",
     ),
     (
         "SettleFailed",
