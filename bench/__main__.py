@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.common import Figure, Section
 
-SECTIONS = ("gate", "api", "usage", "detect", "package")
+SECTIONS = ("gate", "api", "usage", "detect", "package", "soak")
 HERE = Path(__file__).parent
 
 

@@ -148,6 +148,20 @@ class Injected:
 
 
 @dataclass
+class Scripted:
+    """A fault for the next matching DynamoDB request(s), whatever the shares say."""
+
+    kind: str
+    operation: str | None = None  # e.g. "PutItem" (None: any)
+    table: str | None = None  # e.g. "tollgate-usage" (None: any)
+    times: int = 1
+    after: int = 0  # let this many matching requests through first
+
+    def matches(self, operation: str, table: str) -> bool:
+        return (self.operation in (None, operation)) and (self.table in (None, table))
+
+
+@dataclass
 class Faults:
     """The runtime switch and the record of what was injected (thread-safe).
 
@@ -161,6 +175,7 @@ class Faults:
     seen: Counter[str] = field(default_factory=Counter)  # DynamoDB requests by operation
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _outage_until: float = 0.0
+    _scripted: list[Scripted] = field(default_factory=list, repr=False)
     _random: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -174,19 +189,39 @@ class Faults:
             return self.plan
 
     def off(self) -> None:
-        """No more faults of any kind (an outage in progress ends too)."""
+        """No more faults of any kind (an outage in progress and scripted faults end too)."""
         with self._lock:
             self.plan = FaultPlan()
             self._outage_until = 0.0
+            self._scripted.clear()
 
     def outage(self, seconds: float) -> None:
         """Every DynamoDB request fails with a 500 for ``seconds`` (past botocore's retries)."""
         with self._lock:
             self._outage_until = time.monotonic() + seconds
 
+    def next_request(
+        self,
+        kind: str,
+        *,
+        operation: str | None = None,
+        table: str | None = None,
+        times: int = 1,
+        after: int = 0,
+    ) -> None:
+        """Fail ``times`` DynamoDB requests of ``operation`` on ``table`` with ``kind``
+        (throttle, error or ambiguous), after letting ``after`` of them through:
+        deterministic faults for tests."""
+        if kind not in (THROTTLE, ERROR, AMBIGUOUS):
+            raise FaultSpecError(f"a request fault is throttle, error or ambiguous, not {kind!r}")
+        with self._lock:
+            self._scripted.append(Scripted(kind, operation, table, times, after))
+
     @property
     def active(self) -> bool:
-        return self.plan.any_dynamodb or self._outage_until > time.monotonic()
+        return (
+            self.plan.any_dynamodb or self._outage_until > time.monotonic() or bool(self._scripted)
+        )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Faults | None:
@@ -197,10 +232,19 @@ class Faults:
         return cls(FaultPlan.parse(text))
 
     # -- drawing --------------------------------------------------------------------------
-    def draw_request(self, operation: str) -> str | None:
+    def draw_request(self, operation: str, table: str = "") -> str | None:
         """The fault for one DynamoDB request (None: let it through); counts it as seen."""
         with self._lock:
             self.seen[operation] += 1
+            for scripted in self._scripted:
+                if scripted.matches(operation, table):
+                    if scripted.after > 0:
+                        scripted.after -= 1
+                        break
+                    scripted.times -= 1
+                    if scripted.times <= 0:
+                        self._scripted.remove(scripted)
+                    return scripted.kind
             if self._outage_until > time.monotonic():
                 return ERROR
             plan = self.plan
@@ -298,19 +342,22 @@ class FaultInjectingApp:
         if not target.startswith(TARGET_PREFIX):
             return self._app(environ, start_response)
         operation = target[len(TARGET_PREFIX) :]
-        kind = self.faults.draw_request(operation)
-        if kind is None:
+        if not self.faults.active:
+            self.faults.draw_request(operation)  # counted as seen; no fault to draw
             return self._app(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length > 0 else b""
+        environ["wsgi.input"] = io.BytesIO(body)  # moto reads it again
+        environ["CONTENT_LENGTH"] = str(len(body))
         table, usage_id = _facts(body, self.faults.usage_table, operation)
+        kind = self.faults.draw_request(operation, table)
+        if kind is None:
+            return self._app(environ, start_response)
         if kind == THROTTLE:
             status, type_, message = self.faults.throttle_shape()
         else:
             status, type_, message = _INTERNAL
         if kind == AMBIGUOUS:  # applied by moto, then answered as failed
-            environ["wsgi.input"] = io.BytesIO(body)
-            environ["CONTENT_LENGTH"] = str(len(body))
             for _ in self._app(environ, lambda *a, **k: lambda data: None):
                 pass
         self.faults.record(
@@ -352,6 +399,29 @@ def tag_client(client: Any) -> None:
             request.headers[TRACE_HEADER] = value
 
     client.meta.events.register_first("before-send.dynamodb", add)
+
+
+_patched = False
+
+
+def trace_all_clients() -> None:
+    """Make every botocore client of this process (boto3, pynamodb, the functions' own)
+    send this thread's trace: one patch of botocore's HTTP session. For harnesses only."""
+    global _patched
+    if _patched:
+        return
+    from botocore.httpsession import URLLib3Session
+
+    original = URLLib3Session.send
+
+    def send(self: Any, request: Any) -> Any:
+        value = current_trace()
+        if value:
+            request.headers[TRACE_HEADER] = value
+        return original(self, request)
+
+    URLLib3Session.send = send
+    _patched = True
 
 
 # -- stream handler crashes ---------------------------------------------------------------------

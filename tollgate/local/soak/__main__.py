@@ -1,0 +1,3 @@
+from tollgate.local.soak.cli import main
+
+raise SystemExit(main())
