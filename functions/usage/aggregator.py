@@ -57,6 +57,7 @@ then puts ``shardId`` into every event (see functions/usage/handler.py).
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -70,6 +71,8 @@ MARK_PREFIX: Final = "mk:"
 STREAM_RETENTION_S: Final = 24 * 3600
 STALE_AFTER_S: Final = STREAM_RETENTION_S + 3600  # a mark older than this protects nothing
 MAX_CONFLICTS: Final = 3  # conditional failures per item and batch before giving up
+WRITE_ATTEMPTS: Final = 3  # attempts per item write that fails (throttled, timed out)
+WRITE_RETRY_DELAY_S = 0.05  # then 0.1 s; tests set 0
 
 
 def seq_key(sequence_number: str | int) -> str:
@@ -238,15 +241,18 @@ def apply_batch(
     now_s: float,
     stale: StaleMarks | None = None,
     max_workers: int = 1,
+    retry_delay_s: float | None = None,
 ) -> BatchResult:
     """Apply ``events`` (records of one shard) to the rollups; see the module docstring."""
     attr = mark_attr(shard_id)
     items = plan(events)
 
+    delay = WRITE_RETRY_DELAY_S if retry_delay_s is None else retry_delay_s
+
     def one(item: ItemDelta) -> _ItemOutcome:
         applied: str | None = None  # the item's mark, once learnt from a failed condition
-        requests = 0
-        for _ in range(MAX_CONFLICTS + 1):
+        requests = conflicts = unavailable = 0
+        while True:
             share = item.after(applied)
             if share is None:  # it holds all of it: a replay
                 return _ItemOutcome(written=False, requests=requests)
@@ -262,15 +268,23 @@ def apply_batch(
                     remove=remove,
                 )
             except StoreUnavailable:
-                return _ItemOutcome(written=False, requests=requests, retry_from=share.first)
+                # Retried here first (a write that applied but whose reply was lost is then
+                # refused by its own mark); if it keeps failing, the records are redelivered.
+                unavailable += 1
+                if unavailable >= WRITE_ATTEMPTS:
+                    return _ItemOutcome(written=False, requests=requests, retry_from=share.first)
+                time.sleep(delay * 2 ** (unavailable - 1))
+                continue
             if isinstance(result, Applied):
                 if stale is not None:
                     stale.note(item.key, result.marks, now_s)
                 return _ItemOutcome(written=True, requests=requests)
             applied = mark_seq(result.mark)
-        share = item.after(applied)
-        first = share.first if share is not None else None
-        return _ItemOutcome(written=False, requests=requests, retry_from=first)
+            conflicts += 1
+            if conflicts > MAX_CONFLICTS:
+                share = item.after(applied)
+                first = share.first if share is not None else None
+                return _ItemOutcome(written=False, requests=requests, retry_from=first)
 
     ordered = [items[k] for k in sorted(items)]
     if max_workers > 1 and len(ordered) > 1:

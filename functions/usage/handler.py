@@ -4,9 +4,10 @@ Powertools' ``BatchProcessor(EventType.DynamoDBStreams)`` parses each record (th
 handler below: pure, no I/O); :class:`RollupProcessor` then applies the parsed records
 *together*, one write per touched rollup item (functions/usage/aggregator.py), and reports
 as failed every record from the lowest sequence number that still has to be applied. If
-that is the first record, Powertools raises (a function error): Lambda bisects the batch,
-which isolates a poison record. The answer always carries ``state`` (empty): the mapping
-sets a tumbling window to receive the shard id, and with one Lambda wants a state back.
+that is the first record, the invocation fails (:class:`BatchNotApplied`, a function
+error): Lambda bisects the batch, which isolates a poison record. The answer always
+carries ``state`` (empty): the mapping sets a tumbling window to receive the shard id, and
+with one Lambda wants a state back.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aws_lambda_powertools.utilities.batch import (
     EventType,
     process_partial_response,
 )
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
     DynamoDBRecord,
     DynamoDBRecordEventName,
@@ -83,6 +85,10 @@ def check_source(event: dict[str, Any]) -> None:
         raise WrongStream(f"stream of table {table!r}, expected {settings().tables.usage!r}")
 
 
+class BatchNotApplied(BatchProcessingError):
+    """No record of the batch could be applied: the invocation fails (Lambda bisects)."""
+
+
 class RetryFromHere(Exception):
     """This record (or one before it in the batch) has not been applied: deliver it again."""
 
@@ -143,6 +149,16 @@ class RollupProcessor(BatchProcessor):
                     retry_at,
                 ),
             )
+        parse_failures = [o[1] for o in outcomes if o[0] == "fail"]
+        self._report(result, retried=len(outcomes) - retry_at, parse_failures=len(parse_failures))
+        if retry_at == 0 and outcomes:
+            # Nothing applied: a function error, so that Lambda bisects the batch (which
+            # isolates a poison record). One short message, not one line per record.
+            first = parse_failures[0] if parse_failures else "a rollup write failed"
+            raise BatchNotApplied(
+                f"no record of the batch applied ({len(outcomes)} records; first cause: "
+                f"{str(first)[:300]})"
+            )
         failure = RetryFromHere("not applied yet: delivered again from the first such record")
         for i, (record, outcome) in enumerate(zip(self.records, outcomes, strict=True)):
             if i < retry_at:
@@ -153,22 +169,19 @@ class RollupProcessor(BatchProcessor):
                 self.exceptions.append(_exc_info(outcome[1]))
             else:
                 self.exceptions.append((RetryFromHere, failure, None))
-        self._report(result, parse_failures=sum(1 for o in outcomes if o[0] == "fail"))
         return outcomes
 
-    def _report(self, result: BatchResult, *, parse_failures: int) -> None:
+    def _report(self, result: BatchResult, *, retried: int, parse_failures: int) -> None:
         metrics.add_metric(name="RollupItemWrites", unit=MetricUnit.Count, value=result.written)
         metrics.add_metric(name="RollupReplays", unit=MetricUnit.Count, value=result.replayed)
         if result.failed or parse_failures:
-            metrics.add_metric(
-                name="RollupRecordsRetried", unit=MetricUnit.Count, value=len(self.fail_messages)
-            )
+            metrics.add_metric(name="RollupRecordsRetried", unit=MetricUnit.Count, value=retried)
             logger.warning(
                 "usage batch partly applied: records will be delivered again",
                 extra={
                     "shard_id": self.shard_id,
                     "records": len(self.records),
-                    "retried": len(self.fail_messages),
+                    "retried": retried,
                     "failed_items": result.failed,
                     "unparseable": parse_failures,
                 },

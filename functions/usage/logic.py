@@ -30,6 +30,7 @@ key and as the tenant's ``test`` total.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -167,7 +168,13 @@ def sort_key(granularity: str, period: str, dimension: str, value: str) -> str:
 
 def periods(ts_ms: int) -> dict[str, str]:
     """The UTC hour, day and month of an epoch-milliseconds time."""
-    t = time.gmtime(ts_ms // 1000)
+    return dict(_hour_periods(ts_ms // 3_600_000))
+
+
+@functools.lru_cache(maxsize=4096)
+def _hour_periods(hour: int) -> dict[str, str]:
+    """Periods of an hour since the epoch (cached: a batch spans few hours). Read-only."""
+    t = time.gmtime(hour * 3600)
     return {g: time.strftime(fmt, t) for g, fmt in _PERIOD_FORMATS.items()}
 
 
@@ -183,7 +190,7 @@ def parse_line_value(value: str) -> tuple[str, str, str]:
 
 def rollup_keys(fact: UsageFact) -> list[RollupKey]:
     """Every rollup item one event adds to (see the module docstring)."""
-    at = periods(fact.ts_ms)
+    at = _hour_periods(fact.ts_ms // 3_600_000)
     dims: list[tuple[str, str]] = [("key", fact.key_id)]
     if fact.billable:
         dims += [("all", TOTAL), ("principal", fact.principal), ("model", fact.model)]

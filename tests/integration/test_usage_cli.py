@@ -260,3 +260,8 @@ def test_dead_letters_are_listed_and_left_on_the_queue(cli: Run, moto_server: An
         (letter,) = cli("usage", "dead-letters").ok().json
         assert letter["DDBStreamBatchInfo"]["batchSize"] == 3
     assert "shardId-1" in cli("usage", "dead-letters", json=False).ok().out
+
+
+def test_dead_letters_without_a_queue_is_an_empty_list(cli: Run) -> None:
+    result = cli("usage", "dead-letters").ok()
+    assert result.json == []

@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from functions.usage import aggregator
 from functions.usage import handler as usage_handler
 from functions.usage.aggregator import (
     STALE_AFTER_S,
@@ -40,6 +41,11 @@ from tests.usage_support import (
 )
 
 SEQ0 = 4_000_000_000_000_000_000_001  # 22 digits, like real and moto sequence numbers
+
+
+@pytest.fixture(autouse=True)
+def _no_retry_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aggregator, "WRITE_RETRY_DELAY_S", 0.0)
 
 
 @pytest.fixture
@@ -151,13 +157,35 @@ def test_a_failed_item_write_retries_from_its_first_record(store: MemoryRollupSt
 
 
 def test_a_lost_reply_is_not_counted_twice(store: MemoryRollupStore) -> None:
+    """The write applied, the reply was lost: the retry (in the same invocation) is refused
+    by the item's own mark, and nothing is counted twice."""
+    items = mixed_items(30)
+    lost = RollupKey("acme", "month#2026-11#all#-")
+    replies = {"lost": 0}
+
+    def lose_first(key: RollupKey) -> bool:
+        if key == lost and not replies["lost"]:
+            replies["lost"] += 1
+            return True
+        return False
+
+    store.lost_replies = lose_first
+    assert failed_seqs(run(records_for(items))) == []
+    assert replies["lost"] == 1
+    assert nonzero(store.counters()) == expected(items)
+
+
+def test_lost_replies_that_persist_are_redelivered_and_not_counted_twice(
+    store: MemoryRollupStore,
+) -> None:
     items = mixed_items(30)
     records = records_for(items)
     lost = {RollupKey("acme", "month#2026-11#all#-")}
     store.lost_replies = lambda key: key in lost
+    store.faults = lambda key: key in lost and bool(store.items.get(key))  # then down
     response = run(records)
     assert failed_seqs(response)  # the writer did not hear back: it asks for the records
-    store.lost_replies = lambda key: False
+    store.lost_replies = store.faults = lambda key: False
     first = failed_seqs(response)[0]
     retry = [r for r in records if int(r["dynamodb"]["SequenceNumber"]) >= int(first)]
     assert failed_seqs(run(retry)) == []

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from functions.usage.reports import UsageQueryError, reconcile, usage_rows
 from tollgate.cli import render
-from tollgate.cli.context import BadInput, emit, service, state
+from tollgate.cli.context import BadInput, emit, note, service, state
 
 app = typer.Typer(
     help="Usage rollups: requests, tokens and cost by period, key, principal and model.",
@@ -152,12 +152,16 @@ def dead_letters(
     """Stream batches a consumer gave up on (its on-failure queue), without removing them."""
     if source not in DEAD_LETTER_SOURCES:
         raise BadInput(f"--source must be one of {', '.join(DEAD_LETTER_SOURCES)}")
-    letters = _peek(_queue_url(ctx, source), limit)
+    url = _queue_url(ctx, source)
+    letters = _peek(url, limit) if url else []
+    if not url:
+        note(ctx, f"no failure queue for {source} (are the local stack's pollers running?)")
     emit(ctx, letters, _show_dead_letters)
 
 
-def _queue_url(ctx: typer.Context, source: str) -> str:
+def _queue_url(ctx: typer.Context, source: str) -> str | None:
     import boto3
+    from botocore.exceptions import ClientError
 
     outputs = state(ctx).stack_outputs
     if outputs:
@@ -168,7 +172,14 @@ def _queue_url(ctx: typer.Context, source: str) -> str:
     from tollgate.local.pollers import dead_letter_queue_name
 
     name = dead_letter_queue_name(source)
-    return str(boto3.client("sqs").get_queue_url(QueueName=name)["QueueUrl"])
+    try:
+        return str(boto3.client("sqs").get_queue_url(QueueName=name)["QueueUrl"])
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        codes = {error.get("Code"), error.get("QueryErrorCode")}
+        if codes & {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}:
+            return None
+        raise
 
 
 def _peek(url: str, limit: int) -> list[dict[str, Any]]:
