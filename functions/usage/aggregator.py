@@ -142,7 +142,11 @@ class ItemDelta:
 def plan(events: Iterable[StreamEvent]) -> dict[RollupKey, ItemDelta]:
     """Aggregate a batch in memory: one :class:`ItemDelta` per touched item."""
     items: dict[RollupKey, ItemDelta] = {}
+    seen: set[str] = set()
     for event in sorted(events, key=lambda e: e.seq):
+        if event.seq in seen:  # the same record twice in one batch counts once
+            continue
+        seen.add(event.seq)
         counters = Counters.of(event.fact)
         for key in rollup_keys(event.fact):
             delta = items.get(key)

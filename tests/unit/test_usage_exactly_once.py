@@ -351,3 +351,10 @@ def test_events_of_another_tables_stream_are_refused(store: MemoryRollupStore) -
     with pytest.raises(usage_handler.WrongStream):
         usage_handler.handler(event, Context())
     assert store.items == {}
+
+
+def test_a_record_repeated_inside_one_batch_counts_once(store: MemoryRollupStore) -> None:
+    items = mixed_items(5)
+    records = records_for(items)
+    assert failed_seqs(run([*records, records[2], records[0]])) == []
+    assert nonzero(store.counters()) == expected(items)
