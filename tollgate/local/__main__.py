@@ -62,6 +62,11 @@ class LocalStack:
 
         create_tables(boto3.client("dynamodb"), TableNames())
 
+        from tollgate.local.pollers import start_pollers
+
+        self.pollers = start_pollers(moto=self.moto)  # the stack's stream consumers
+        self._stoppers.append(self.pollers)
+
         from tollgate.local.gateway import LocalGateway, serve
 
         self.gateway = serve(LocalGateway(ready=self.ready.is_set), self.host, self._api_port)
