@@ -90,6 +90,7 @@ class Params:
     fanout_factor: float = 4.0
     fanout_alpha: float = 1 / 6
     day_alpha: float = 0.15
+    size_alpha: float = 0.05
     stuffing_window_min: int = 5
     stuffing_distinct: int = 20
     stuffing_anonymous: int = 60
@@ -168,6 +169,8 @@ class KeyState:
     minute: int = -1  # the open event minute (epoch minutes); -1: never seen
     tok: float = 0.0  # tokens in the open minute
     req: int = 0  # requests in the open minute
+    sq: float = 0.0  # sum of squared tokens per request in the open minute
+    m2: float = 0.0  # mean squared tokens per request (EWMA over normal minutes)
     bt: float = 0.0  # baseline tokens per minute (EWMA)
     vt: float = 0.0  # its exponentially weighted variance
     br: float = 0.0  # baseline requests per minute (EWMA)
@@ -194,6 +197,8 @@ class KeyState:
             "m": self.minute,
             "t": _r(self.tok),
             "r": self.req,
+            "sq": _r(self.sq),
+            "m2": _r(self.m2),
             "bt": _r(self.bt),
             "vt": _r(self.vt),
             "br": _r(self.br),
@@ -225,6 +230,8 @@ class KeyState:
             minute=int(data.get("m", -1)),
             tok=float(data.get("t", 0)),
             req=int(data.get("r", 0)),
+            sq=float(data.get("sq", 0)),
+            m2=float(data.get("m2", 0)),
             bt=float(data.get("bt", 0)),
             vt=float(data.get("vt", 0)),
             br=float(data.get("br", 0)),
@@ -367,11 +374,14 @@ class Engine:
         return max(s.br, self._seasonal(s.pr, s.hour))
 
     def token_threshold(self, s: KeyState, policy: Policy) -> float:
-        return max(
-            float(policy.floor_tpm),
-            policy.factor * self.token_baseline(s),
-            s.bt + self.p.sigma_z * math.sqrt(max(s.vt, 0.0)),
-        )
+        """``max(floor, factor x baseline, baseline + z x noise)``. The noise is the larger
+        of the EWMA's own deviation and a compound-Poisson estimate, sqrt(requests/min x
+        E[tokens^2 per request]): a key making a few big requests a minute is lumpy even
+        when its history is short."""
+        base = self.token_baseline(s)
+        poisson = math.sqrt(max(self.request_baseline(s) * s.m2, 0.0))
+        noise = max(math.sqrt(max(s.vt, 0.0)), poisson)
+        return max(float(policy.floor_tpm), policy.factor * base, base + self.p.sigma_z * noise)
 
     def request_threshold(self, s: KeyState, policy: Policy) -> float:
         return max(float(self.p.request_floor_rpm), policy.factor * self.request_baseline(s))
@@ -402,6 +412,7 @@ class Engine:
         self._roll(s, minute, policy)
         s.tok += ev.tokens
         s.req += 1
+        s.sq += float(ev.tokens) ** 2
         s.ht += ev.tokens
         s.hr += 1
         self._see(s, ev.source, minute)
@@ -421,8 +432,8 @@ class Engine:
         s.bt = float(policy.floor_tpm)
         s.vt = 0.0
         s.br = float(self.p.request_floor_rpm)
-        s.pt = [float(policy.floor_tpm)] * 24
-        s.pr = [float(self.p.request_floor_rpm)] * 24
+        s.pt = [0.0] * 24  # the profiles learn from the key's own days (learning covers the first)
+        s.pr = [0.0] * 24
         s.bi = self.p.fanout_floor / self.p.fanout_factor
 
     def _roll(self, s: KeyState, minute: int, policy: Policy = DEFAULT_POLICY) -> None:
@@ -438,6 +449,9 @@ class Engine:
         tokens, requests = s.tok, float(s.req)
         if tokens > self.token_threshold(s, policy):
             tokens = max(2 * self.token_baseline(s), float(policy.floor_tpm))
+        elif s.req:  # a normal minute teaches the request size (a hot one does not)
+            mean_square = s.sq / s.req
+            s.m2 = mean_square if s.m2 <= 0 else s.m2 + self.p.size_alpha * (mean_square - s.m2)
         if requests > self.request_threshold(s, policy):
             requests = max(2 * self.request_baseline(s), float(self.p.request_floor_rpm))
         s.bt, s.vt = _ew(s.bt, s.vt, tokens, a)
@@ -450,7 +464,7 @@ class Engine:
         if idle > GAP_CAP:
             s.bt = s.vt = s.br = 0.0
         s.minutes += idle + 1
-        s.minute, s.tok, s.req = minute, 0.0, 0
+        s.minute, s.tok, s.req, s.sq = minute, 0.0, 0, 0.0
         hour = minute // 60
         if hour > s.hour:
             self._roll_hour(s, hour)
@@ -493,9 +507,10 @@ class Engine:
         """A token or request spike in the open minute, if it counts.
 
         Over its threshold, a minute counts if the minute before it was over too (the spike
-        is sustained) or if it is over ``surge`` x the threshold (no need to wait). While the
-        key is learning (its first ``learn_minutes``), only a surge may suspend; a sustained
-        spike is an alert.
+        is sustained) or if it is over ``surge`` x the larger of the threshold and factor x
+        the floor (no need to wait: 50x the floor with default settings). While the key is
+        learning (its first ``learn_minutes``), only a surge may suspend; a sustained spike
+        is an alert.
         """
         minute = ev.ts // MINUTE_MS
         tokens = self.token_threshold(s, policy)
@@ -504,15 +519,18 @@ class Engine:
             name, observed, base, threshold, unit = (
                 TOKEN_SPIKE, s.tok, self.token_baseline(s), tokens, "tokens/min",
             )  # fmt: skip
+            # One minute is enough only far above both the threshold and factor x floor.
+            overwhelming = self.p.surge * max(tokens, policy.factor * policy.floor_tpm)
         elif s.req > requests:
             name, observed, base, threshold, unit = (
                 REQUEST_SPIKE, float(s.req), self.request_baseline(s), requests, "requests/min",
             )  # fmt: skip
+            overwhelming = self.p.surge * max(requests, policy.factor * self.p.request_floor_rpm)
         else:
             return None
         if s.hot != minute:
             s.hot_before, s.hot = s.hot, minute
-        surge = observed > self.p.surge * threshold
+        surge = observed > overwhelming
         if not surge and s.hot_before != minute - 1:
             return None  # one hot minute is noise until the next one is hot too
         learning = minute - s.first < self.p.learn_minutes

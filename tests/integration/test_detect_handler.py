@@ -126,11 +126,11 @@ def test_a_sustained_spike_after_the_learning_day_suspends(world: World) -> None
     world.feed(history)
     assert world.verdict() == "allow"
     spike_start = minute_start(-3 * 1440 + 2 * 1440 + 10)
-    first = [usage_item(world.key_id, spike_start + i * 2000, tokens=900) for i in range(25)]
+    first = [usage_item(world.key_id, spike_start + i * 2000, tokens=160) for i in range(25)]
     world.feed(first)  # one hot minute: could be noise
     assert world.verdict() == "allow"
     second = [
-        usage_item(world.key_id, spike_start + MINUTE_MS + i * 2000, tokens=900) for i in range(25)
+        usage_item(world.key_id, spike_start + MINUTE_MS + i * 2000, tokens=160) for i in range(25)
     ]
     world.feed(second)  # the next minute is hot too: sustained
     assert world.verdict() == "key_suspended"

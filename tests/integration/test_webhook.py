@@ -250,3 +250,28 @@ def test_unreachable_key_list_is_a_503(
     _refused(send, 503, "keys_unavailable", keys, unchanged)
     assert answers[0]["headers"]["Retry-After"] == "60"
     webhook.reset()
+
+
+def test_through_the_local_gateway_without_an_api_key(
+    github: tuple[Signer, KeyServer], keys: dict[str, Any]
+) -> None:
+    from werkzeug.test import Client
+
+    from tollgate.local.gateway import LocalGateway
+
+    signer, _ = github
+    client = Client(LocalGateway())
+    body = report(keys["live"]["secret"])
+    url = "/webhooks/github/secret-scanning"
+    unsigned = client.post(url, data=body, content_type="application/json")
+    assert unsigned.status_code == 401
+    assert json.loads(unsigned.data)["error"]["code"] == "signature_required"
+    signed = client.post(
+        url,
+        data=body,
+        content_type="application/json",
+        headers={ID_HEADER: signer.identifier, SIG_HEADER: signer.sign(body)},
+    )
+    assert signed.status_code == 200
+    assert json.loads(signed.data)[0]["label"] == "true_positive"
+    assert verdict(keys["live"]["secret"]) == "key_revoked"

@@ -137,13 +137,22 @@ def test_one_hot_minute_is_noise_two_in_a_row_is_a_spike() -> None:
     engine, state = Engine(), KeyState()
     quiet_history(engine, state)
     start = 2 * 1440 + 5
-    assert not feed(engine, state, [use(start + i / 30, 900) for i in range(25)])
+    hot = 160  # 25 requests: 4,000 tokens/min, over the 1,000 floor, under a 5x surge
+    assert not feed(engine, state, [use(start + i / 30, hot) for i in range(25)])
     assert not feed(engine, state, [use(start + 3 + i / 30, 10) for i in range(2)])
-    assert not feed(engine, state, [use(start + 10 + i / 30, 900) for i in range(25)])
-    found = feed(engine, state, [use(start + 11 + i / 30, 900) for i in range(25)])
+    assert not feed(engine, state, [use(start + 10 + i / 30, hot) for i in range(25)])
+    found = feed(engine, state, [use(start + 11 + i / 30, hot) for i in range(25)])
     (f,) = found
     assert (f.signal, f.action) == (TOKEN_SPIKE, "suspend")
     assert f.window_start == at(start + 10)  # the evidence covers both minutes
+    assert f.observed < P.surge * f.threshold
+
+
+def test_a_quiet_key_surging_is_suspended_at_once() -> None:
+    engine, state = Engine(), KeyState()
+    quiet_history(engine, state)
+    (f,) = feed(engine, state, [use(2 * 1440 + i / 30, 2500) for i in range(25)])
+    assert f.observed > P.surge * 10 * 1000 and f.action == "suspend"  # 50x the floor
 
 
 def test_a_request_flood_of_cheap_calls_is_a_request_spike() -> None:
