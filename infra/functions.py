@@ -20,6 +20,7 @@ the source folder and never calls the bundler.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -97,7 +98,7 @@ class PipBundler:
                 "install",
                 "--quiet",
                 "--disable-pip-version-check",
-                "--no-compile",  # Lambda compiles on import; .pyc here would only add size
+                "--no-compile",  # compiled below, by the runtime's Python, if we have one
                 "--requirement",
                 str(self.requirements),
                 "--target",
@@ -114,7 +115,51 @@ class PipBundler:
         )
         remove_distributions(out, RUNTIME_PROVIDED)
         shutil.rmtree(out / "bin", ignore_errors=True)  # console scripts: never run in Lambda
+        precompile(out)
         return True
+
+
+def _python313() -> str | None:
+    for candidate in (os.environ.get("TOLLGATE_PYTHON313"), shutil.which("python3.13")):
+        if not candidate:
+            continue
+        probe = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            [candidate, "-c", "import sys; sys.exit(sys.version_info[:2] != (3, 13))"],
+            capture_output=True,
+            check=False,
+        )
+        if probe.returncode == 0:
+            return candidate
+    return None
+
+
+def precompile(out: Path, python: str | None = None) -> bool:
+    """Ship bytecode for the runtime's Python (3.13) when this machine has one.
+
+    Lambda's code folder is read-only, so without .pyc files every cold start compiles every
+    module it imports (measured: authorizer import 379 ms as sources, 160 ms precompiled;
+    bench/REPORT.md "package"). ``unchecked-hash`` keeps the output, and so the asset hash,
+    deterministic. The interpreter is ``TOLLGATE_PYTHON313`` or ``python3.13`` on the PATH,
+    used only if it really is a 3.13; without one the asset ships sources (still correct).
+    """
+    python = python or _python313()
+    if python is None:
+        return False
+    subprocess.run(  # noqa: S603 - fixed argv, no shell
+        [
+            python,
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "0",
+            "--invalidation-mode",
+            "unchecked-hash",
+            str(out),
+        ],
+        check=True,
+    )
+    return True
 
 
 def remove_distributions(target: Path, names: Sequence[str]) -> None:
