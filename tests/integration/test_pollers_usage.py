@@ -88,9 +88,13 @@ def events(n: int, offset: int = 0) -> list[dict[str, Any]]:
 
 
 def test_the_local_stack_runs_the_deployed_consumers_with_their_settings() -> None:
-    (source,) = stream_consumers()
+    sources = {s.name: s for s in stream_consumers()}
+    source = sources["usage-aggregator"]
     assert source.table == "usage" and source.handler == AGGREGATOR_HANDLER
     assert source.settings is AGGREGATOR_STREAM
+    assert sources["spike-detector"].table == "usage"
+    for s in sources.values():
+        s.load()  # every handler imports
 
 
 def test_usage_events_reach_the_rollups_exactly(dynamodb: Any, started: Any) -> None:

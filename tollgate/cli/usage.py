@@ -27,7 +27,7 @@ app = typer.Typer(
 )
 
 _DIMENSION_FIELD = {"key": "key_id", "principal": "principal", "model": "model"}
-DEAD_LETTER_SOURCES = ("usage-aggregator",)
+DEAD_LETTER_SOURCES = ("usage-aggregator", "spike-detector")  # local pollers' names
 
 
 def _columns(dimension: str) -> list[tuple[str, str]]:
@@ -152,6 +152,8 @@ def dead_letters(
     """Stream batches a consumer gave up on (its on-failure queue), without removing them."""
     if source not in DEAD_LETTER_SOURCES:
         raise BadInput(f"--source must be one of {', '.join(DEAD_LETTER_SOURCES)}")
+    if state(ctx).stack_outputs and source != "usage-aggregator":
+        raise BadInput("with --stack, dead letters are listed for usage-aggregator only")
     url = _queue_url(ctx, source)
     letters = _peek(url, limit) if url else []
     if not url:

@@ -83,9 +83,13 @@ def stream_consumers() -> list[StreamSource]:
 
     Add a consumer here with the same handler and StreamSettings its CDK mapping uses.
     """
+    from functions.detector.stream import DETECTOR_HANDLER, DETECTOR_STREAM
     from functions.usage.stream import AGGREGATOR_HANDLER, AGGREGATOR_STREAM
 
-    return [StreamSource("usage-aggregator", "usage", AGGREGATOR_HANDLER, AGGREGATOR_STREAM)]
+    return [
+        StreamSource("usage-aggregator", "usage", AGGREGATOR_HANDLER, AGGREGATOR_STREAM),
+        StreamSource("spike-detector", "usage", DETECTOR_HANDLER, DETECTOR_STREAM),
+    ]
 
 
 @dataclass
