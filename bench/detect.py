@@ -139,7 +139,8 @@ def run() -> Section:
     sec.add(
         "burst size (tokens/min on a light key) -> delay in event min",
         "; ".join(row),
-        note="20-minute bursts injected into the normal week",
+        note="20-minute bursts of 1,500-token requests injected into the normal week; 3k and "
+        "6k are 2 and 4 requests/min, under the 5 a token spike needs (min_requests)",
     )
 
     # -- revocation takes effect at once ----------------------------------------------
