@@ -38,10 +38,10 @@ class SerializedApp:
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self._app = app
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        with self._lock:
+        with self.lock:
             return [b"".join(self._app(environ, start_response))]
 
 
@@ -61,6 +61,9 @@ class MotoServer:
         self.faults = faults if faults is not None else Faults()  # off unless switched on
         moto = DomainDispatcherApplication(create_backend_app)
         app = SerializedApp(FaultInjectingApp(moto, self.faults))
+        # Held by every request; whoever edits moto's state directly (the pollers trimming
+        # read stream records) must hold it too.
+        self.lock = app.lock
         self._server: BaseWSGIServer = make_server(
             host, port, app, threaded=True, request_handler=QuietHandler
         )

@@ -202,11 +202,7 @@ class _Trimmer:
             self._read.setdefault(table, {})[poller] = -1
 
     def _moto_lock(self) -> AbstractContextManager[Any]:
-        lock = getattr(self._moto, "lock", None)
-        if lock is None:  # tollgate.local.aws serialises requests with this lock
-            lock = getattr(
-                getattr(getattr(self._moto, "_server", None), "app", None), "_lock", None
-            )
+        lock = getattr(self._moto, "lock", None)  # tollgate.local.aws serialises with it
         return lock if lock is not None else nullcontext()
 
     def read(self, table: str, poller: str, seq: int, account: str, iterator: str | None) -> None:
