@@ -179,8 +179,10 @@ class KeyState:
     bi: float = 0.0  # baseline new sources per hour (EWMA)
     ht: float = 0.0  # tokens in the open hour
     hr: int = 0  # requests in the open hour
-    pt: list[float] = field(default_factory=list)  # tokens/min by UTC hour of day (EWMA over days)
-    pr: list[float] = field(default_factory=list)  # requests/min by UTC hour of day
+    pt: list[float] = field(default_factory=list)  # tokens/min by UTC hour, previous days
+    pr: list[float] = field(default_factory=list)  # requests/min by UTC hour, previous days
+    nt: list[float] = field(default_factory=list)  # tokens/min by UTC hour, today so far
+    nr: list[float] = field(default_factory=list)  # requests/min by UTC hour, today so far
     known: dict[str, int] = field(default_factory=dict)  # source -> last minute seen
     fresh: dict[str, int] = field(default_factory=dict)  # new source -> first minute seen
     incident: dict[str, Any] | None = None
@@ -209,6 +211,8 @@ class KeyState:
             "hr": self.hr,
             "pt": [_r(v) for v in self.pt],
             "pr": [_r(v) for v in self.pr],
+            "nt": [_r(v) for v in self.nt],
+            "nr": [_r(v) for v in self.nr],
             "ips": dict(self.known),
             "new": dict(self.fresh),
             "hold": self.hold_until,
@@ -242,6 +246,8 @@ class KeyState:
             hr=int(data.get("hr", 0)),
             pt=[float(v) for v in data.get("pt") or []],
             pr=[float(v) for v in data.get("pr") or []],
+            nt=[float(v) for v in data.get("nt") or []],
+            nr=[float(v) for v in data.get("nr") or []],
             known={str(k): int(v) for k, v in (data.get("ips") or {}).items()},
             fresh={str(k): int(v) for k, v in (data.get("new") or {}).items()},
             incident=_ints(inc, ("onset", "last")) if inc else None,
@@ -360,12 +366,12 @@ class Engine:
     # -- thresholds ------------------------------------------------------------------
     @staticmethod
     def _seasonal(profile: list[float], hour: int) -> float:
-        """The busier of this hour of day and the next one on previous days (a daily job
-        drifts a bit). Not the hour before: its entry already holds today's hour."""
-        if not profile:
+        """The busiest of this hour of day and its neighbours on previous days (a daily
+        job drifts a bit)."""
+        if len(profile) != 24:
             return 0.0
         h = hour % 24
-        return max(profile[h], profile[(h + 1) % 24])
+        return max(profile[(h - 1) % 24], profile[h], profile[(h + 1) % 24])
 
     def token_baseline(self, s: KeyState) -> float:
         return max(s.bt, self._seasonal(s.pt, s.hour))
@@ -432,8 +438,8 @@ class Engine:
         s.bt = float(policy.floor_tpm)
         s.vt = 0.0
         s.br = float(self.p.request_floor_rpm)
-        s.pt = [0.0] * 24  # the profiles learn from the key's own days (learning covers the first)
-        s.pr = [0.0] * 24
+        # The profiles learn from the key's own days (learning covers the first).
+        s.pt, s.pr, s.nt, s.nr = [0.0] * 24, [0.0] * 24, [0.0] * 24, [0.0] * 24
         s.bi = self.p.fanout_floor / self.p.fanout_factor
 
     def _roll(self, s: KeyState, minute: int, policy: Policy = DEFAULT_POLICY) -> None:
@@ -480,15 +486,29 @@ class Engine:
             seen = sum(1 for m in s.fresh.values() if m >= closed_from)
             s.bi += fa * (seen - s.bi)
             s.bi *= (1 - fa) ** min(hour - s.hour - 1, 1000)
-            if len(s.pt) != 24 or len(s.pr) != 24:
-                s.pt, s.pr = [s.bt] * 24, [s.br] * 24
-            for i, h in enumerate(range(s.hour, min(hour, s.hour + 24))):
+            for name in ("pt", "pr", "nt", "nr"):
+                if len(getattr(s, name)) != 24:
+                    setattr(s, name, [0.0] * 24)
+            # Today's hours go to nt/nr; at the end of each UTC day they join the profiles
+            # (learn at once, forget slowly: a daily job is known the next day, and a level
+            # not seen again fades by (1 - day_alpha) a day). Lookups read previous days only.
+            for i, h in enumerate(range(s.hour, min(hour, s.hour + 48))):
                 tokens, requests = (s.ht, s.hr) if i == 0 else (0.0, 0)
-                # Learn at once, forget slowly: a daily job is known the next day, and a
-                # level not seen again fades by (1 - day_alpha) a day.
-                s.pt[h % 24] = max(tokens / 60, s.pt[h % 24] * (1 - da))
-                s.pr[h % 24] = max(requests / 60, s.pr[h % 24] * (1 - da))
+                s.nt[h % 24], s.nr[h % 24] = tokens / 60, requests / 60
+                if h % 24 == 23:
+                    self._end_day(s)
+            skipped_days = (hour // 24) - ((s.hour + 48) // 24)
+            if hour - s.hour > 48 and skipped_days > 0:  # long idle: whole days without use
+                decay = (1 - da) ** min(skipped_days, 1000)
+                s.pt = [v * decay for v in s.pt]
+                s.pr = [v * decay for v in s.pr]
         s.hour, s.ht, s.hr = hour, 0.0, 0
+
+    def _end_day(self, s: KeyState) -> None:
+        da = self.p.day_alpha
+        s.pt = [max(n, p * (1 - da)) for n, p in zip(s.nt, s.pt, strict=True)]
+        s.pr = [max(n, p * (1 - da)) for n, p in zip(s.nr, s.pr, strict=True)]
+        s.nt, s.nr = [0.0] * 24, [0.0] * 24
 
     def _see(self, s: KeyState, source: str, minute: int) -> None:
         """Remember ``source``; a source the key has not used in ``known_minutes`` is new."""

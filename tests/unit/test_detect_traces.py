@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -74,18 +75,25 @@ def test_the_generator_reproduces_the_shipped_traces(truth: dict[str, Any]) -> N
 @settings(max_examples=12, deadline=None)
 @given(
     seed=st.integers(100, 10_000),
-    stretch=st.floats(1.0, 3.0),
-    shift_hours=st.integers(0, 23),
+    stretch=st.floats(1.0, 1.04),
+    shift_minutes=st.integers(0, 1439),
+    keep=st.floats(0.3, 1.0),
 )
-def test_normal_traffic_stretched_or_shifted_in_time_stays_normal(
-    seed: int, stretch: float, shift_hours: int
+def test_normal_traffic_slowed_shifted_or_thinned_stays_normal(
+    seed: int, stretch: float, shift_minutes: int, keep: float
 ) -> None:
+    """Slowing the clock (up to 4 %: a daily job drifts up to an hour a day, within the
+    hour-of-day profile's reach), shifting it, or dropping events at random never turns
+    normal traffic into a suspension. (Stretching further moves daily jobs by hours a day,
+    which the detector rightly finds unusual.)"""
     normal, _, _ = generate(seed, days=2, n_keys=10)
     before = backtest.run(normal).first_suspensions()
     t0 = normal[0]["ts"]
+    rng = random.Random(seed)
     moved = [
-        {**e, "ts": int(t0 + (e["ts"] - t0) * stretch) + shift_hours * 60 * MINUTE_MS}
+        {**e, "ts": int(t0 + (e["ts"] - t0) * stretch) + shift_minutes * MINUTE_MS}
         for e in normal
+        if rng.random() < keep
     ]
     after = backtest.run(moved).first_suspensions()
     assert set(after) <= set(before), {k: f.evidence() for k, f in after.items()}
