@@ -197,7 +197,7 @@ def test_a_month_counter_that_lost_a_write(world: World, monkeypatch: pytest.Mon
 
 
 def test_a_token_counter_below_its_events(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    world.tenants["t1"]["mtok"] -= 3
+    world.tenants["t1"]["mtok"] -= 3  # unaccounted for (no failed settle says why)
     assert "token counters != events + lost events + failed settles" in failing(
         world.rows(monkeypatch)
     )
@@ -277,5 +277,23 @@ def test_ambiguous_faults_turn_equalities_into_bounds(
     world.tenants["t1"]["mreq"] += 2  # a retried gate update counted twice: safe
     world.tenants["t1"]["mtok"] += 7  # a retried reservation: safe
     assert failing(world.rows(monkeypatch)) == []
-    world.tenants["t1"]["mtok"] -= 20  # below its events: never
+    world.tenants["t1"]["lim_tmo"] = 10**6
+    world.tenants["t1"]["mtok"] -= 20  # below its events where a limit is enforced: never
     assert "token counters below their events (under-counted)" in failing(world.rows(monkeypatch))
+
+
+def test_failed_settles_are_accounted_for(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unlimited tenant: the actual tokens were never added. Limited: the reservation stays."""
+    settle = "settle failed; the reservation stays counted"
+    world.tenants["t1"]["mtok"] -= 5
+    world.soak.capture.records.append(
+        {"message": settle, "tenant_id": "t1", "key_id": "key_a", "delta": 5}
+    )
+    world.tenants["t2"]["lim_tmo"] = 1000
+    world.tenants["t2"]["mtok"] += 40
+    world.soak.capture.records.append(
+        {"message": settle, "tenant_id": "t2", "key_id": "key_b", "delta": -40}
+    )
+    rows = world.rows(monkeypatch)
+    assert failing(rows) == []
+    assert "40 tokens held" in rows["token counters != events + lost events + failed settles"].note

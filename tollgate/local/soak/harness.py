@@ -295,17 +295,12 @@ class Soak:
         self._stoppers.append(to_file.close)
 
     def _start_pollers(self) -> Any:
+        """The deployed stack's stream consumers, each handler wrapped to crash on a share
+        of its invocations (tollgate/local/faults.py)."""
         from tollgate.local.faults import crashing_sources
-        from tollgate.local.pollers import StreamSource, start_pollers, stream_consumers
+        from tollgate.local.pollers import start_pollers, stream_consumers
 
         sources = stream_consumers()
-        with contextlib.suppress(ImportError):
-            from functions.detector.stream import DETECTOR_HANDLER, DETECTOR_STREAM
-
-            if not any(s.handler == DETECTOR_HANDLER for s in sources):
-                sources.append(
-                    StreamSource("spike-detector", "usage", DETECTOR_HANDLER, DETECTOR_STREAM)
-                )
         self.sources = [s.name for s in sources]
         return start_pollers(crashing_sources(sources, self.faults), moto=self.moto)
 
