@@ -68,8 +68,15 @@ class LocalStack:
         self._stoppers.append(self.pollers)
 
         from tollgate.local.gateway import LocalGateway, serve
+        from tollgate.local.refusals import RefusalFeed
 
-        self.gateway = serve(LocalGateway(ready=self.ready.is_set), self.host, self._api_port)
+        feed = RefusalFeed().start()  # the access-log subscription of the deployed stack
+        self._stoppers.append(feed.stop)
+        self.gateway = serve(
+            LocalGateway(ready=self.ready.is_set, access_log=feed.put),
+            self.host,
+            self._api_port,
+        )
         thread = threading.Thread(target=self.gateway.serve_forever, daemon=True)
         thread.start()
         self._stoppers.append(self.gateway.shutdown)

@@ -109,10 +109,14 @@ class LocalGateway:
         authorizer: str = "functions.authorizer.handler.handler",
         handlers: dict[str, str] | None = None,
         ready: Callable[[], bool] = lambda: True,
+        access_log: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self._authorizer_path = authorizer
         self._handlers = dict(HANDLERS if handlers is None else handlers)
         self._ready = ready
+        # Receives one JSON access-log line per routed request, as the stack's access log
+        # subscription does (the spike detector reads refusals from it). Must not block.
+        self._access_log = access_log
 
     # -- events ---------------------------------------------------------------------------
     @staticmethod
@@ -215,10 +219,33 @@ class LocalGateway:
         route, params = matched
         now = time.time()
         rc = self._request_context(request, route, str(uuid.uuid4()), now)
+        log: dict[str, Any] = {"errorType": "-", "keyId": "-"}
+        response = self._routed(request, route, params, rc, log)
+        if self._access_log is not None:
+            self._access_log(
+                {
+                    "requestId": rc["requestId"],
+                    "ip": rc["identity"]["sourceIp"],
+                    "requestTime": rc["requestTime"],
+                    "httpMethod": route.method,
+                    "resourcePath": route.path,
+                    "status": str(response.status_code),
+                    **log,
+                }
+            )
+        return response
 
+    def _routed(
+        self,
+        request: Request,
+        route: Route,
+        params: dict[str, str],
+        rc: dict[str, Any],
+        log: dict[str, Any],
+    ) -> Response:
         authorizer_ctx: dict[str, Any] | None = None
         if route.authorized:
-            outcome = self._authorize(request, route, params, rc)
+            outcome = self._authorize(request, route, params, rc, log)
             if isinstance(outcome, Response):
                 return outcome
             authorizer_ctx = outcome
@@ -246,7 +273,12 @@ class LocalGateway:
             return _gateway_response("DEFAULT_5XX")
 
     def _authorize(
-        self, request: Request, route: Route, params: dict[str, str], rc: dict[str, Any]
+        self,
+        request: Request,
+        route: Route,
+        params: dict[str, str],
+        rc: dict[str, Any],
+        log: dict[str, Any],
     ) -> dict[str, Any] | Response:
         authorizer = _load(self._authorizer_path)
         if authorizer is None:
@@ -255,14 +287,17 @@ class LocalGateway:
         try:
             policy = authorizer(event, LambdaContext("tollgate-authorizer"))
         except Exception as exc:
-            if str(exc) == "Unauthorized":
-                return _gateway_response("UNAUTHORIZED")
-            return _gateway_response("AUTHORIZER_FAILURE")
+            kind = "UNAUTHORIZED" if str(exc) == "Unauthorized" else "AUTHORIZER_FAILURE"
+            log["errorType"] = kind
+            return _gateway_response(kind)
         allowed = policy_allows(policy, event["methodArn"])
         context = policy.get("context") or {} if isinstance(policy, dict) else {}
         if allowed is None or not isinstance(context, dict):
             return _gateway_response("AUTHORIZER_CONFIGURATION_ERROR")
+        log["keyId"] = str(context.get("key_id") or "-")
+        log["decision"] = str(context.get("code") or "-")
         if not allowed:
+            log["errorType"] = "ACCESS_DENIED"
             return _gateway_response("ACCESS_DENIED", context)
         return {"principalId": policy.get("principalId", ""), **context}
 

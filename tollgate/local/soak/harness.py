@@ -165,10 +165,15 @@ def recording_gateway(ledger: list[Served], lock: threading.Lock) -> Any:
             return super()._request_context(request, route, request_id, now)
 
         def _authorize(
-            self, request: Request, route: Any, params: dict[str, str], rc: dict[str, Any]
+            self,
+            request: Request,
+            route: Any,
+            params: dict[str, str],
+            rc: dict[str, Any],
+            log: dict[str, Any],
         ) -> dict[str, Any] | Response:
             state.auth_t0 = time.time()
-            outcome = super()._authorize(request, route, params, rc)
+            outcome = super()._authorize(request, route, params, rc, log)
             if isinstance(outcome, Response):
                 state.auth = {401: "unauthorized", 403: "deny"}.get(outcome.status_code, "failure")
             else:
