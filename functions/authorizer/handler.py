@@ -123,6 +123,7 @@ def handler(raw: dict[str, Any], context: Any) -> dict[str, Any]:
             "key_id": facts.get("key_id"),
             "principal": facts.get("principal"),
             "operation": facts.get("operation"),
+            "source_ip": (raw.get("requestContext") or {}).get("identity", {}).get("sourceIp"),
         },
     )
     metrics.add_dimension(name="reason", value=decision.code or decision.kind)
