@@ -570,13 +570,15 @@ class Checker:
             f"{five} answered 5xx, the others recovered through botocore's retries",
         )
         if self.ambiguous:
+            # Every request id of the soak is new, so a "duplicate" can only be the API's own
+            # put, applied, answered 500 and retried by botocore.
             dup = self.soak.capture.named(
                 "duplicate delivery of a request id: usage already recorded"
             )
-            self.info(
-                "faults",
-                "usage puts applied, answered 500, retried, read as duplicates",
-                len(dup),
-                "each released its whole reservation although its event "
-                "records the tokens (tests/integration/test_faults_api.py)",
+            self.zero(
+                "2 counters",
+                "usage puts applied, answered 500, retried and read as a redelivery",
+                dup,
+                "each released its whole reservation although its event records the tokens: "
+                "the counter under-counts (tests/integration/test_faults_api.py, xfail)",
             )
