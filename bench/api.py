@@ -88,7 +88,7 @@ def run() -> Section:
         _, _, secret = _tenant(svc, requests_per_minute=10**6, tokens_per_month=10**9)
         for _ in range(3):
             _post(url, secret, CHAT)  # warm: facts cached, plan cached, windows known
-        with count_calls(ddb.client()) as calls:
+        with count_calls(ddb.client(), ddb.client_once()) as calls:
             for _ in range(20):
                 assert _post(url, secret, CHAT) == 200
         per_request = len(calls) / 20

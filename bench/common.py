@@ -79,14 +79,17 @@ def import_time_ms(statement: str, runs: int = 5, env: dict[str, str] | None = N
 
 
 @contextmanager
-def count_calls(client: Any, service: str = "dynamodb") -> Iterator[list[str]]:
+def count_calls(*clients: Any, service: str = "dynamodb") -> Iterator[list[str]]:
+    """Every API call the ``clients`` make inside the block (a botocore event hook)."""
     calls: list[str] = []
 
     def hook(model: Any, **_: Any) -> None:
         calls.append(model.name)
 
-    client.meta.events.register(f"before-call.{service}", hook)
+    for client in clients:
+        client.meta.events.register(f"before-call.{service}", hook)
     try:
         yield calls
     finally:
-        client.meta.events.unregister(f"before-call.{service}", hook)
+        for client in clients:
+            client.meta.events.unregister(f"before-call.{service}", hook)

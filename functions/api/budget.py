@@ -244,12 +244,12 @@ class Budget:
         try:
             if request is not None:
                 try:
-                    self._store.update_tenant(request)
+                    self._store.update_tenant(request, once=True)
                 except ConditionFailed:
                     # The month rolled over since the reservation: leave the new month alone.
                     key_only = settle_request(reservation, delta, tenant=False)
                     if key_only is not None:
-                        self._store.update_tenant(key_only)
+                        self._store.update_tenant(key_only, once=True)
         except ConditionFailed:
             pass  # the key's gate entry is gone: nothing left to settle against
         except ServiceUnavailable as exc:

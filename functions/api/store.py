@@ -29,14 +29,23 @@ class JobPage:
 
 
 class ApiStore:
-    def __init__(self, tables: TableNames, client: Callable[[], Any] = ddb.client) -> None:
+    def __init__(
+        self,
+        tables: TableNames,
+        client: Callable[[], Any] = ddb.client,
+        send_once: Callable[..., Any] = ddb.send_once,
+    ) -> None:
         self.tables = tables
         self._client = client
+        self._send_once = send_once
 
-    def _call(self, operation: str, **kwargs: Any) -> Any:
+    def _call(self, operation: str, *, once: bool = False, **kwargs: Any) -> Any:
+        """One request; ``once``: a write that must not be applied twice (no blind retry)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
+            if once:
+                return self._send_once(operation, **kwargs)
             return getattr(self._client(), operation)(**kwargs)
         except ClientError as exc:
             error = exc.response.get("Error", {})
@@ -63,22 +72,34 @@ class ApiStore:
         return ddb.item_from_ddb(item) if item else None
 
     # -- the tenant item (budgets) -------------------------------------------------------
-    def update_tenant(self, request: dict[str, Any]) -> None:
-        """One conditional ``UpdateItem`` built by :mod:`functions.api.budget`."""
-        self._call("update_item", TableName=self.tables.tenants, **request)
+    def update_tenant(self, request: dict[str, Any], *, once: bool = False) -> None:
+        """One conditional ``UpdateItem`` built by :mod:`functions.api.budget`.
+
+        ``once`` for a settle or release (a negative ``ADD``): applied twice it would
+        under-count, so it is never retried after an ambiguous failure; the caller then
+        keeps the reservation counted (over-counting is the safe side).
+        """
+        self._call("update_item", once=once, TableName=self.tables.tenants, **request)
 
     # -- usage events --------------------------------------------------------------------
     def put_event(self, item: dict[str, Any]) -> bool:
-        """Put a usage event unless its request id is recorded already; True if written."""
+        """Put a usage event unless its request id is recorded already; True if written.
+
+        ``item["delivery"]`` is unique to this delivery: when botocore retried a put that
+        had been applied (a lost answer), the condition fails on our own item, which the
+        returned old item shows, and the event counts as written by us, not as a duplicate.
+        """
         try:
             self._call(
                 "put_item",
                 TableName=self.tables.usage,
                 Item={k: ddb.to_ddb(v) for k, v in item.items() if v is not None},
                 ConditionExpression="attribute_not_exists(request_id)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ConditionFailed:
-            return False
+        except ConditionFailed as failed:
+            ours = item.get("delivery") is not None
+            return ours and (failed.old or {}).get("delivery") == item["delivery"]
         return True
 
     # -- fine-tuning jobs ----------------------------------------------------------------

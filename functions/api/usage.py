@@ -14,6 +14,7 @@ reserved. If the put itself fails (DynamoDB down), the whole event goes to the l
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
@@ -65,6 +66,7 @@ class UsageRecorder:
     status: str = "ok"
     error_class: str | None = None
     outcome: Outcome | None = field(default=None, init=False)  # None: not attempted yet
+    delivery: str = field(default_factory=lambda: uuid.uuid4().hex, init=False)
 
     def ok(self, prompt_tokens: int = 0, completion_tokens: int = 0, cost: int = 0) -> None:
         self.status, self.error_class = "ok", None
@@ -100,6 +102,7 @@ class UsageRecorder:
             "latency_ms": max(0, round((time.monotonic() - c.started) * 1000)),
             "source_ip": c.source_ip,
             "user_agent": c.user_agent,
+            "delivery": self.delivery,
         }
 
     def write(self) -> Outcome:

@@ -13,34 +13,79 @@ from decimal import Decimal
 from typing import Any
 
 _client: Any = None
+_client_once: Any = None
+
+# Errors with which DynamoDB says the request was NOT applied: safe to send again.
+NOT_APPLIED: frozenset[str] = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+)
 
 
 def client() -> Any:
     """The process's DynamoDB client (built on first use; honours AWS_ENDPOINT_URL*)."""
     global _client
     if _client is None:
-        import botocore.config
-        import botocore.session
-
-        _client = botocore.session.get_session().create_client(
-            "dynamodb",
-            config=botocore.config.Config(
-                retries={"max_attempts": 3, "mode": "standard"},
-                connect_timeout=2,
-                read_timeout=5,
-                tcp_keepalive=True,
-                # One request at a time per Lambda container; the local gateway and the
-                # concurrency tests share one client across dozens of threads.
-                max_pool_connections=64,
-            ),
-        )
+        _client = _build(retries={"max_attempts": 3, "mode": "standard"})
     return _client
+
+
+def client_once() -> Any:
+    """A client that sends each request once: for writes that must not be applied twice.
+
+    botocore retries a 500 or a lost answer, and a write DynamoDB had applied is then applied
+    again: harmless for an idempotent write, wrong for ``SET n = n + :delta``. Use
+    :func:`send_once` with it.
+    """
+    global _client_once
+    if _client_once is None:
+        _client_once = _build(retries={"total_max_attempts": 1})
+    return _client_once
+
+
+def send_once(operation: str, attempts: int = 3, **kwargs: Any) -> Any:
+    """Send a non-idempotent write; retry only when DynamoDB said it was not applied.
+
+    An ambiguous failure (a 500, a timeout, a lost connection) is raised to the caller, which
+    must treat the write as possibly applied.
+    """
+    import time
+
+    from botocore.exceptions import ClientError
+
+    for attempt in range(attempts):
+        try:
+            return getattr(client_once(), operation)(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code not in NOT_APPLIED or attempt == attempts - 1:
+                raise
+            time.sleep(0.025 * 2**attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _build(retries: dict[str, Any]) -> Any:
+    import botocore.config
+    import botocore.session
+
+    return botocore.session.get_session().create_client(
+        "dynamodb",
+        config=botocore.config.Config(
+            retries=retries,
+            connect_timeout=2,
+            read_timeout=5,
+            tcp_keepalive=True,
+            # One request at a time per Lambda container; the local gateway and the
+            # concurrency tests share one client across dozens of threads.
+            max_pool_connections=64,
+        ),
+    )
 
 
 def reset_client() -> None:
     """Forget the client (tests point the process at another endpoint)."""
-    global _client
+    global _client, _client_once
     _client = None
+    _client_once = None
 
 
 def to_ddb(value: Any) -> dict[str, Any]:

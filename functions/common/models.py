@@ -247,6 +247,7 @@ class UsageEvent(Model):
     latency_ms = NumberAttribute(default=0)
     source_ip = UnicodeAttribute(default="-")
     user_agent = UnicodeAttribute(default="-")
+    delivery = UnicodeAttribute(null=True)  # unique per delivery: tells our retry from a dup
     plan = UnicodeAttribute(null=True)  # the tenant's plan when the request was served
     by_tenant = UsageByTenant()
     by_key = UsageByKey()

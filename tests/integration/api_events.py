@@ -230,14 +230,15 @@ def fresh_api(services: Any = None) -> None:
 
 
 class RoundTrips:
-    """Counts DynamoDB API calls made through ``functions.common.ddb``'s client."""
+    """Counts DynamoDB API calls made through ``functions.common.ddb``'s clients."""
 
     def __init__(self) -> None:
         from functions.common import ddb
 
         self.calls: list[str] = []
-        self._client = ddb.client()
-        self._client.meta.events.register("before-call.dynamodb", self._count)
+        self._clients = (ddb.client(), ddb.client_once())
+        for client in self._clients:
+            client.meta.events.register("before-call.dynamodb", self._count)
 
     def _count(self, model: Any, **_: Any) -> None:
         self.calls.append(model.name)
@@ -246,7 +247,8 @@ class RoundTrips:
         self.calls.clear()
 
     def close(self) -> None:
-        self._client.meta.events.unregister("before-call.dynamodb", self._count)
+        for client in self._clients:
+            client.meta.events.unregister("before-call.dynamodb", self._count)
 
     def __enter__(self) -> RoundTrips:
         return self

@@ -129,8 +129,10 @@ def test_usage_event_has_every_field_and_no_text(who: Who, tables: Any) -> None:
         "latency_ms": item["latency_ms"],
         "source_ip": "198.51.100.9",
         "user_agent": "AsyncOpenAI/Python 1.99",
+        "delivery": item["delivery"],  # unique per delivery (tells a retried put from a dup)
     }
     assert isinstance(item["latency_ms"], int) and item["latency_ms"] >= 0
+    assert len(item["delivery"]) == 32
     assert "llama" not in json.dumps(item) and "secret prompt" not in json.dumps(item)
     assert tenant_item(tables)["mtok"] == 11
 

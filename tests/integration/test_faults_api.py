@@ -75,13 +75,6 @@ def test_an_ambiguous_reserve_over_counts_and_never_under(
     assert counter > events  # the retried reservation stays counted: refuses early, safely
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG functions/api/usage.py UsageRecorder.write + functions/api/store.py put_event: "
-    "the put applied, botocore retried it after the 500, the retry's condition failed and the "
-    "request reads as a redelivery ('duplicate'), so chat.complete releases the whole "
-    "reservation although the event it wrote records the tokens",
-)
 def test_an_ambiguous_usage_put_keeps_the_tokens_counted(
     dynamodb: Any, faults: Faults, caller: Any
 ) -> None:
@@ -93,12 +86,6 @@ def test_an_ambiguous_usage_put_keeps_the_tokens_counted(
     assert counter >= events
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG functions/api/budget.py Budget.settle: the settle is a non-idempotent ADD of a "
-    "negative delta; applied, answered 500 and retried by botocore it is applied twice, so the "
-    "counter ends below the tokens used",
-)
 def test_an_ambiguous_settle_never_under_counts(dynamodb: Any, faults: Faults, caller: Any) -> None:
     # reserve (UpdateItem #1) passes, settle (UpdateItem #2) is applied then answered 500
     faults.next_request(AMBIGUOUS, operation="UpdateItem", table="tollgate-tenants", after=1)

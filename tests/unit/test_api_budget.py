@@ -19,8 +19,9 @@ class FakeStore:
         self.outcomes = list(outcomes)
         self.requests: list[dict[str, Any]] = []
 
-    def update_tenant(self, request: dict[str, Any]) -> None:
+    def update_tenant(self, request: dict[str, Any], *, once: bool = False) -> None:
         self.requests.append(request)
+        self.once = once
         outcome = self.outcomes.pop(0) if self.outcomes else None
         if outcome is not None:
             raise outcome
