@@ -9,6 +9,7 @@ OpenAI error body; anything unexpected is a 500 ``internal_error`` without a sta
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import json
 import threading
@@ -21,10 +22,11 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.logging import correlation_paths
 
 from functions.api import catalog, chat, jobs, responses, schemas, tools
-from functions.api.caller import Caller, verdict_refusal
+from functions.api.caller import Caller, authorizer_context, verdict_refusal
 from functions.api.errors import (
     ApiError,
     InternalError,
+    InvalidRequest,
     MissingScope,
     RouteNotFound,
     WrongEnvironment,
@@ -121,6 +123,14 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     )
 
 
+def _body() -> str | None:
+    """The request body as text; a body that is not UTF-8 (or not valid base64) is a 400."""
+    try:
+        return app.current_event.decoded_body
+    except (UnicodeDecodeError, binascii.Error, ValueError):
+        raise InvalidRequest("The request body must be UTF-8 encoded JSON.") from None
+
+
 def _caller() -> Caller:
     caller: Caller = app.context["caller"]
     return caller
@@ -177,7 +187,7 @@ app.use(middlewares=[_admit])
 # -- routes ------------------------------------------------------------------------------
 @app.post("/v1/chat/completions")
 def chat_completions() -> Response:
-    request = schemas.parse(schemas.ChatRequest, app.current_event.decoded_body)
+    request = schemas.parse(schemas.ChatRequest, _body())
     result = chat.complete(services(), _caller(), request, timeout_s=_timeout_s())
     if request.stream:
         return Response(
@@ -196,7 +206,7 @@ def list_models() -> Response:
 
 @app.post("/v1/tools/<name>/invoke")
 def invoke_tool(name: str) -> Response:
-    body = app.current_event.decoded_body
+    body = _body()
     call = schemas.parse(schemas.ToolCall, body) if body and body.strip() else schemas.ToolCall()
     return _json(tools.invoke(services(), _caller(), name, call))
 
@@ -224,7 +234,20 @@ def _api_error(error: ApiError) -> Response:
 
 @app.not_found
 def _unknown_route(_: NotFoundError) -> Response:
-    return _api_error(RouteNotFound())
+    """API Gateway matched a route the router does not (e.g. a path parameter holding a
+    character the router's pattern refuses). If the gate admitted the request it must still
+    leave its one usage event (invariant 4); over a limit it was not admitted: 429."""
+    raw = app.current_event.raw_event
+    refusal = verdict_refusal(raw)
+    if refusal is not None:
+        return _api_error(refusal)
+    error = RouteNotFound()
+    if authorizer_context(raw) is not None:
+        with contextlib.suppress(Exception):
+            caller = Caller.from_event(raw)
+            with UsageRecorder(services().store, caller, _operation()) as usage:
+                usage.fail(error)
+    return _api_error(error)
 
 
 @app.exception_handler(Exception)

@@ -124,6 +124,20 @@ class RollupProcessor(BatchProcessor):
         self.result: BatchResult | None = None
 
     def process(self) -> list[tuple[Any, ...]]:
+        unreportable = [
+            i
+            for i, record in enumerate(self.records)
+            if not isinstance(record, dict)
+            or not isinstance(record.get("dynamodb"), dict)
+            or not record["dynamodb"].get("SequenceNumber")
+        ]
+        if unreportable:
+            # A record Lambda cannot be told about (no sequence number to name in
+            # batchItemFailures): apply nothing and fail the invocation, so that Lambda
+            # bisects down to it and hands it alone to the on-failure destination.
+            raise BatchNotApplied(
+                f"record {unreportable[0]} of {len(self.records)} has no sequence number"
+            )
         outcomes = super().process()
         self.success_messages.clear()
         self.fail_messages.clear()
