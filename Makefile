@@ -10,7 +10,7 @@ export CDK_DISABLE_CLI_TELEMETRY := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 export npm_config_update_notifier := false
 
-.PHONY: install local test lint format typecheck unit integration infra e2e bench synth deploy clean
+.PHONY: install local test lint format typecheck unit integration infra e2e fuzz bench soak synth deploy clean
 CDK := node_modules/.bin/cdk
 CDK_ARGS ?=
 
@@ -43,6 +43,13 @@ unit integration infra e2e: install
 
 bench: install  ## print the benchmark report (bench/REPORT.md)
 	$(PY) -m bench
+
+SOAK_ARGS ?=
+soak: install  ## load + faults on the whole local stack, then every invariant checked (docs/soak.md)
+	$(PY) -m tollgate.local.soak $(SOAK_ARGS)
+
+fuzz: install  ## the bad-input suites with many more cases (hypothesis "deep" profile)
+	TOLLGATE_FUZZ_PROFILE=deep $(PY) -m pytest tests/fuzz
 
 $(CDK): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
