@@ -248,7 +248,7 @@ class Soak:
 
     # -- the stack -------------------------------------------------------------------------
     def start(self) -> Soak:
-        os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+        os.environ["POWERTOOLS_LOG_LEVEL"] = "INFO"  # every line is searched for secrets
         # Metrics are off locally; Powertools still warns that there are none to publish.
         warnings.filterwarnings("ignore", message="No application metrics to publish")
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
@@ -286,12 +286,16 @@ class Soak:
         return self
 
     def _capture_logs(self) -> None:
+        """Every line of the functions' logger (INFO and up) in memory, for the checks;
+        WARNING and up in the log file."""
         from functions.common.observability import logger as functions_logger
 
         std = logging.getLogger(functions_logger.service)
+        std.setLevel(logging.INFO)
         path = self.config.log_path or os.path.join(tempfile.gettempdir(), "tollgate-soak.log")
         self.log_path = path
         to_file = logging.FileHandler(path, mode="w", encoding="utf-8")
+        to_file.setLevel(logging.WARNING)
         for handler in list(std.handlers):  # Powertools' stdout handler: to the file instead
             to_file.setFormatter(handler.formatter)
             std.removeHandler(handler)
