@@ -28,18 +28,15 @@ from __future__ import annotations
 from typing import Final
 
 from aws_cdk import CfnOutput, Duration
-from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_logs_destinations as log_destinations
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.common.config import TABLE_ENV
@@ -56,7 +53,7 @@ from functions.respond.events import DETAIL_TYPES, ENV_EVENT_BUS, SOURCE
 from infra.functions import Functions, FunctionSpec
 from infra.nag import acknowledge
 from infra.settings import Settings
-from infra.usage import event_source_mapping_options
+from infra.streams import stream_consumer
 
 REVOKE_HANDLER: Final = "functions.revoke.handler.handler"
 ITERATOR_AGE_ALARM_MS: Final = 2 * 60 * 1000  # detection is about minutes
@@ -96,20 +93,6 @@ class Detection(Construct):
         bus_env = {ENV_EVENT_BUS: self.bus.event_bus_name}
 
         # -- the detector and its mapping -------------------------------------------------
-        self.failures = sqs.Queue(
-            self,
-            "DetectorFailures",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            self.failures,
-            "AwsSolutions-SQS3",
-            "This queue is itself the on-failure (dead-letter) destination of the spike "
-            "detector's event source mapping; it holds batch metadata for a replay, and its "
-            "depth is alarmed. A dead-letter queue of a dead-letter queue adds nothing.",
-        )
         self.detector = functions.add(
             FunctionSpec(
                 "Detector",
@@ -135,13 +118,21 @@ class Detection(Construct):
                 timeout=Duration.seconds(60),
             )
         )
-        self.mapping = lambda_.EventSourceMapping(
+        consumer = stream_consumer(
             self,
-            "DetectorMapping",
-            target=self.detector,
-            event_source_arn=usage.table_stream_arn,
-            on_failure=sources.SqsDlq(self.failures),
-            **event_source_mapping_options(DETECTOR_STREAM),  # type: ignore[arg-type]
+            "Detector",
+            function=self.detector,
+            stream_arn=usage.table_stream_arn,
+            settings=DETECTOR_STREAM,
+            what="spike detector",
+            iterator_age_alarm_ms=ITERATOR_AGE_ALARM_MS,
+            lag_means="suspensions come late.",
+            given_up_means="those events were not checked. See docs/runbook.md.",
+        )
+        self.failures, self.mapping, self.alarms = (
+            consumer.failures,
+            consumer.mapping,
+            consumer.alarms,
         )
         self.refusals = functions.add(
             FunctionSpec(
@@ -195,34 +186,6 @@ class Detection(Construct):
                 )
             ],
         )
-
-        minute = Duration.minutes(1)
-        self.alarms = [
-            cw.Alarm(
-                self,
-                "DetectorIteratorAge",
-                metric=self.detector.metric("IteratorAge", statistic="Maximum", period=minute),
-                threshold=ITERATOR_AGE_ALARM_MS,
-                evaluation_periods=3,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                alarm_description="The spike detector is 2 minutes or more behind the usage "
-                "stream for 3 minutes: suspensions come late.",
-            ),
-            cw.Alarm(
-                self,
-                "DetectorFailuresDepth",
-                metric=self.failures.metric_approximate_number_of_messages_visible(
-                    period=minute, statistic="Maximum"
-                ),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                alarm_description="The spike detector gave up on usage stream records "
-                "(on-failure queue): those events were not checked. See docs/runbook.md.",
-            ),
-        ]
 
         for output_id, value in (
             ("RevokeFunctionName", self.revoke.function_name),

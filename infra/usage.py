@@ -30,14 +30,10 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.common.config import TABLE_ENV
-from functions.common.streams import StreamSettings
 from functions.statements.config import ENV_BUCKET, ENV_PREFIX
 from functions.usage.config import ENV_WRITERS
 from functions.usage.stream import AGGREGATOR_HANDLER, AGGREGATOR_STREAM
@@ -45,6 +41,7 @@ from infra.functions import Functions, FunctionSpec
 from infra.nag import acknowledge
 from infra.observability import Observability
 from infra.settings import Settings
+from infra.streams import stream_consumer
 
 STATEMENTS_HANDLER: Final = "functions.statements.handler.handler"
 STATEMENTS_PREFIX: Final = "statements/"
@@ -55,26 +52,6 @@ _STREAM_READ: Final = (
     "dynamodb:GetShardIterator",
     "dynamodb:ListStreams",
 )
-
-
-def event_source_mapping_options(stream: StreamSettings) -> dict[str, object]:
-    """``lambda_.EventSourceMapping`` keyword arguments from the shared StreamSettings."""
-    return {
-        "starting_position": lambda_.StartingPosition.TRIM_HORIZON,
-        "batch_size": stream.batch_size,
-        "max_batching_window": Duration.seconds(stream.batching_window_s),
-        "bisect_batch_on_error": stream.bisect_on_error,
-        "retry_attempts": stream.max_retries,
-        "report_batch_item_failures": True,
-        "parallelization_factor": stream.parallelization,
-        "tumbling_window": (
-            Duration.seconds(stream.tumbling_window_s) if stream.tumbling_window_s else None
-        ),
-        "max_record_age": (
-            Duration.seconds(stream.max_record_age_s) if stream.max_record_age_s else None
-        ),
-        "filters": [lambda_.FilterCriteria.filter(stream.filter_pattern())],
-    }
 
 
 class UsagePipeline(Construct):
@@ -93,20 +70,6 @@ class UsagePipeline(Construct):
             raise ValueError("the usage table needs its stream (functions.common.models.TABLES)")
 
         # -- the aggregator and its mapping ------------------------------------------------
-        self.failures = sqs.Queue(
-            self,
-            "AggregatorFailures",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            self.failures,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter (on-failure) destination of the usage "
-            "aggregator's event source mapping; it holds batch metadata for replay, and its "
-            "depth is alarmed. A dead-letter queue of a dead-letter queue adds nothing.",
-        )
         self.aggregator = functions.add(
             FunctionSpec(
                 "UsageAggregator",
@@ -125,14 +88,18 @@ class UsagePipeline(Construct):
                 timeout=Duration.seconds(120),
             )
         )
-        self.mapping = lambda_.EventSourceMapping(
+        consumer = stream_consumer(
             self,
-            "AggregatorMapping",
-            target=self.aggregator,
-            event_source_arn=usage.table_stream_arn,
-            on_failure=sources.SqsDlq(self.failures),
-            **event_source_mapping_options(AGGREGATOR_STREAM),  # type: ignore[arg-type]
+            "Aggregator",
+            function=self.aggregator,
+            stream_arn=usage.table_stream_arn,
+            settings=AGGREGATOR_STREAM,
+            what="usage aggregator",
+            iterator_age_alarm_ms=ITERATOR_AGE_ALARM_MS,
+            lag_means="rollups and statements lag (records expire after 24 h).",
+            given_up_means="rollups are short until they are replayed. See docs/usage-pipeline.md.",
         )
+        self.failures, self.mapping = consumer.failures, consumer.mapping
 
         # -- statements ----------------------------------------------------------------------
         self.statements_key = kms.Key(
@@ -225,34 +192,7 @@ class UsagePipeline(Construct):
             ],
         )
 
-        # -- alarms (actions once the alerts topic exists) ------------------------------------
-        minute = Duration.minutes(1)
-        self.alarms = [
-            cw.Alarm(
-                self,
-                "AggregatorIteratorAge",
-                metric=self.aggregator.metric("IteratorAge", statistic="Maximum", period=minute),
-                threshold=ITERATOR_AGE_ALARM_MS,
-                evaluation_periods=3,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                alarm_description="The usage aggregator is 5 minutes or more behind the usage "
-                "stream for 3 minutes: rollups and statements lag (records expire after 24 h).",
-            ),
-            cw.Alarm(
-                self,
-                "AggregatorFailuresDepth",
-                metric=self.failures.metric_approximate_number_of_messages_visible(
-                    period=minute, statistic="Maximum"
-                ),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                alarm_description="The usage aggregator gave up on stream records (on-failure "
-                "queue): rollups are short until they are replayed. See docs/usage-pipeline.md.",
-            ),
-        ]
+        self.alarms = consumer.alarms  # actions once the alerts topic exists
 
         for output_id, value in (
             ("UsageDeadLetterQueueUrl", self.failures.queue_url),
