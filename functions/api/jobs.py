@@ -56,7 +56,7 @@ def page_params(query: dict[str, str] | None) -> tuple[int, str | None]:
     raw = query.get("limit")
     limit = DEFAULT_LIMIT
     if raw is not None:
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
             raise InvalidRequest(f"limit must be an integer from 1 to {MAX_LIMIT}.", param="limit")
         limit = int(raw)
     after = query.get("after") or None

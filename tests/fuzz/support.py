@@ -25,10 +25,14 @@ CASES: Counter[str] = Counter()  # examples run, per suite (printed at the end o
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def fuzz(examples: int) -> Callable[[F], F]:
-    """Hypothesis settings for a property: ``examples`` in the ci profile, scaled in deep."""
+def fuzz(examples: int, *, deep_max: int | None = None) -> Callable[[F], F]:
+    """Hypothesis settings for a property: ``examples`` in the ci profile, scaled in deep
+    (at most ``deep_max``: for properties whose examples grow the tables they scan)."""
+    scaled = int(examples * _SCALE[PROFILE])
+    if deep_max is not None:
+        scaled = min(scaled, max(examples, deep_max))
     return settings(
-        max_examples=max(1, int(examples * _SCALE[PROFILE])),
+        max_examples=max(1, scaled),
         deadline=None,  # moto round trips: time is not what is being tested
         derandomize=PROFILE == "ci",  # CI runs the same cases each time; deep explores
         suppress_health_check=[

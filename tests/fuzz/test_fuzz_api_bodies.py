@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.fuzz.support import count, fuzz, openai_error, snapshot
@@ -230,6 +230,8 @@ def test_tools_invoke(dynamodb: Any, caller: Who, name: str, body: Any) -> None:
 
 @fuzz(30)
 @given(query=queries, body=raw_bodies)
+@example(query={"limit": "\u00b2"}, body=None)  # "²".isdigit() is True; int("²") raises
+@example(query={"limit": "\u0663"}, body=None)  # Arabic-Indic three: int() takes it
 def test_fine_tuning_list_and_models(
     dynamodb: Any, caller: Who, query: dict[str, str] | None, body: Any
 ) -> None:

@@ -216,7 +216,7 @@ def test_spike_detector_parsing(batch: list[dict[str, Any]]) -> None:
     assert spy.seen == wanted, "each usage event reaches detection once, the rest is skipped"
 
 
-@fuzz(15)
+@fuzz(15, deep_max=60)
 @given(batch=records())
 def test_spike_detector_replays_change_nothing(dynamodb: Any, batch: list[dict[str, Any]]) -> None:
     """On moto, with plans that act (spike_policy suspend): the second delivery of a batch
