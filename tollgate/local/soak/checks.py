@@ -379,8 +379,15 @@ class Checker:
             "requests admitted after the key's revoke/suspend audit record",
             after,
             f"{len(stops)} keys stopped (before the run, mid-run, cascaded); "
-            f"{len(by_detector)} suspended by the spike detector (plans: spike_policy off)",
+            f"{len(by_detector)} suspended by the spike detector (plans: spike_policy off; "
+            f"it saw every usage event and {self._refusals()} refusals from the access log)",
         )
+
+    def _refusals(self) -> str:
+        feed = getattr(self.soak, "refusals", None)
+        if feed is None:
+            return "no"
+        return f"{feed.delivered}" + (f" ({feed.dropped} dropped)" if feed.dropped else "")
 
     # -- invariant 4 ------------------------------------------------------------------------
     def usage(self) -> None:

@@ -136,7 +136,11 @@ def _error_code(data: bytes) -> tuple[str, bool]:
         return "", False
 
 
-def recording_gateway(ledger: list[Served], lock: threading.Lock) -> Any:
+def recording_gateway(
+    ledger: list[Served],
+    lock: threading.Lock,
+    access_log: Callable[[dict[str, Any]], None] | None = None,
+) -> Any:
     """A :class:`~tollgate.local.gateway.LocalGateway` that records what it serves, tags
     every DynamoDB call with the request id, and answers ``x-amzn-RequestId`` as API
     Gateway does."""
@@ -223,7 +227,7 @@ def recording_gateway(ledger: list[Served], lock: threading.Lock) -> Any:
                 ledger.append(served)
             return response
 
-    return RecordingGateway()
+    return RecordingGateway(access_log=access_log)
 
 
 # -- the soak --------------------------------------------------------------------------------
@@ -277,8 +281,12 @@ class Soak:
         self._stoppers.append(self.pollers.stop)
 
         from tollgate.local.gateway import serve
+        from tollgate.local.refusals import RefusalFeed
 
-        gateway = recording_gateway(self.served, self._lock)
+        # As make local: refused requests' access-log lines feed the spike detector.
+        self.refusals = RefusalFeed().start()
+        self._stoppers.append(self.refusals.stop)
+        gateway = recording_gateway(self.served, self._lock, self.refusals.put)
         server = serve(gateway, HOST, 0)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self._stoppers.append(server.shutdown)
