@@ -97,27 +97,24 @@ chat_bodies = st.one_of(
 )
 
 # Bodies API Gateway delivers as text, or base64-encoded (binary media types; the local
-# gateway encodes any body that is not UTF-8). Base64 of bytes that are not UTF-8 is left
-# out here: it is a known 500 (test_a_body_that_is_not_utf8_is_a_400 below); add
-# ``st.binary()`` back once that is fixed.
+# gateway encodes any body that is not UTF-8), and base64 that does not decode.
 raw_bodies = st.one_of(
     st.none(),
     st.text(max_size=80).map(lambda t: ("text", t)),
     st.text(max_size=80).map(lambda t: ("b64", base64.b64encode(t.encode()).decode())),
+    st.binary(max_size=80).map(lambda b: ("b64", base64.b64encode(b).decode())),
     st.just(("text", '{"model": "tollgate-echo", "messages": [')),
+    st.just(("b64", "not base64!!")),
 )
-
-# Path segments: API Gateway's {name} takes any; Powertools' router only word characters and
-# "-._~()'!*:@,;=+&$%<> []{}|^". A name outside that set is a known gap (admitted, answered
-# 404, no usage event: test_a_path_segment_the_router_refuses_still_leaves_its_event below);
-# widen the alphabet once that is fixed.
-SEGMENT = st.text(
-    alphabet=st.one_of(
-        st.characters(categories=["L", "Nd"]), st.sampled_from(list("-._~()'!*:@,;=+&$%<> []{}|^_"))
-    ),
-    min_size=1,
-    max_size=30,
-)
+# Path segments: API Gateway's {name} and {id} take any (percent-decoded) segment, including
+# characters Powertools' router does not match (", \, `, control characters): those still
+# answer 404 with their usage event.
+SEGMENT = st.one_of(
+    st.text(alphabet=st.characters(blacklist_characters="/", codec="utf-8"), min_size=1,
+            max_size=30),
+    st.text(alphabet=st.sampled_from(list("-._~()'!*:@,;=+&$%<> []{}|^_\"`\x1f")), min_size=1,
+            max_size=8),
+)  # fmt: skip
 tool_names = st.one_of(
     st.sampled_from(["calculator", "token_count", "utc_now", "teleport", "CALCULATOR"]), SEGMENT
 )

@@ -154,7 +154,7 @@ def rollups(monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryRollupStore]:
 
 
 @fuzz(120)
-@given(batch=records(without_stream=False))  # see test_a_record_without_its_stream_part below
+@given(batch=records())
 def test_usage_aggregator(batch: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
     count("stream records: aggregator")
     monkeypatch.setattr(aggregator, "WRITE_RETRY_DELAY_S", 0.0)
