@@ -188,10 +188,14 @@ def check_facts(facts: Facts, parsed: ParsedKey, route: Route, now: float) -> De
 
 @dataclass(frozen=True)
 class Windows:
-    """Which counter windows the next update attempt should roll over."""
+    """Which counter windows the next update attempt should roll over, and which windows it
+    counts in (None: the request's own). Windows only ever move forward: a request that
+    arrives after a newer window opened is counted in that newer window."""
 
     minute_stale: bool
     month_stale: bool
+    minute: int | None = None
+    month: str | None = None
 
 
 def _num(value: Any) -> int | None:
@@ -222,8 +226,10 @@ def diagnose(
         return scope_not_in_plan(route.scope)
 
     minute, month = gate.minute_window(now), gate.month_window(now)
-    minute_stale = int(entry.get(gate.WINDOW, 0)) != minute
-    month_stale = old.get("mo") != month
+    stored_minute, stored_month = int(entry.get(gate.WINDOW, 0)), old.get("mo")
+    minute_stale = stored_minute < minute
+    month_stale = stored_month is None or str(stored_month) < month
+    minute, month = max(minute, stored_minute), month if month_stale else str(stored_month)
     to_month_end = gate.seconds_to_next_month(now)
 
     budget = _num(entry.get(gate.BUDGET))
@@ -238,4 +244,4 @@ def diagnose(
     lim_rmo = _num(old.get("lim_rmo"))
     if lim_rmo is not None and (0 if month_stale else int(old.get("mreq", 0))) >= lim_rmo:
         return quota_exceeded(to_month_end)
-    return Windows(minute_stale, month_stale)
+    return Windows(minute_stale, month_stale, minute, month)

@@ -108,6 +108,8 @@ def build_update(
     Limits are compared with the limits stored on the item, so the authorizer never needs to
     know them; an absent limit means unlimited.
     """
+    minute = gate.minute_window(now) if windows.minute is None else windows.minute
+    month = gate.month_window(now) if windows.month is None else windows.month
     names = {
         "#gt": "gate", "#k": facts.key_id, "#s": gate.STATUS, "#w": gate.WINDOW,
         "#c": gate.COUNT, "#n": gate.SERIAL, "#g": gate.GRACE, "#st": "status", "#mo": "mo",
@@ -120,8 +122,8 @@ def build_update(
         ":next": {"N": str(facts.serial + 1)},
         ":now": {"N": str(int(now))},
         ":one": {"N": "1"},
-        ":minute": {"N": str(gate.minute_window(now))},
-        ":month": {"S": gate.month_window(now)},
+        ":minute": {"N": str(minute)},
+        ":month": {"S": month},
     }
     key = "#gt.#k"
     conditions = [
@@ -140,7 +142,7 @@ def build_update(
         conditions.append("#gt.#p.#s = :active")
         conditions.append(f"(attribute_not_exists({key}.#b) OR {key}.#u < {key}.#b)")
     if windows.minute_stale:
-        conditions.append(f"{key}.#w <> :minute")
+        conditions.append(f"{key}.#w < :minute")  # windows only move forward
         conditions.append("(attribute_not_exists(#lrpm) OR #lrpm >= :one)")
         sets += [f"{key}.#w = :minute", f"{key}.#c = :one"]
     else:
@@ -149,7 +151,7 @@ def build_update(
         sets.append(f"{key}.#c = {key}.#c + :one")
     if windows.month_stale:
         values[":zero"] = {"N": "0"}
-        conditions.append("(attribute_not_exists(#mo) OR #mo <> :month)")
+        conditions.append("(attribute_not_exists(#mo) OR #mo < :month)")
         conditions.append("(attribute_not_exists(#lrmo) OR #lrmo >= :one)")
         conditions.append("(attribute_not_exists(#ltmo) OR #ltmo > :zero)")
         sets += ["#mo = :month", "#mreq = :one", "#mtok = :zero"]

@@ -56,12 +56,6 @@ def gate_entry(dynamodb: Any) -> dict[str, Any]:
     return dict(entry)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG functions/authorizer/store.py build_update + logic.diagnose: the rollover "
-    "condition is 'w <> :minute' (and 'mo <> :month'), so a late request moves the window "
-    "back and restarts its count; it must only move forward ('w < :minute')",
-)
 def test_a_late_request_never_reopens_a_minute_past_its_limit(dynamodb: Any, secret: str) -> None:
     assert verdict(secret, T + 60.2) == "allow"  # minute MINUTE + 1 opens: c = 1
     late = verdict(secret, T + 59.9)  # read in minute MINUTE, applied after the one above
@@ -86,11 +80,6 @@ def monthly(dynamodb: Any) -> str:
     return str(svc.create_key("acme", actor="test")["secret"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG functions/authorizer/store.py build_update: 'mo <> :month' lets a late request "
-    "of the old month reset mo, mreq and mtok; the new month then counts from zero again",
-)
 def test_a_late_request_never_reopens_a_month_past_its_quota(dynamodb: Any, monthly: str) -> None:
     assert verdict(monthly, NEW_MONTH + 0.2) == "allow"  # January opens: mreq = 1
     late = verdict(monthly, NEW_MONTH - 0.1)  # read in December, applied after

@@ -135,7 +135,15 @@ class TestDiagnose:
 
     def test_stale_windows(self) -> None:
         item = tenant_item({"w": 1, "c": 99}, lim_rpm=3, mo="2000-01", mreq=99, lim_rmo=5)
-        assert logic.diagnose(item, facts(), CHAT, NOW) == logic.Windows(True, True)
+        d = logic.diagnose(item, facts(), CHAT, NOW)
+        assert isinstance(d, logic.Windows) and (d.minute_stale, d.month_stale) == (True, True)
+        assert d.minute == gate.minute_window(NOW) and d.month == gate.month_window(NOW)
+
+    def test_windows_never_move_back(self) -> None:
+        ahead = tenant_item({"w": gate.minute_window(NOW) + 1, "c": 0}, mo="2999-01")
+        d = logic.diagnose(ahead, facts(), CHAT, NOW)
+        assert isinstance(d, logic.Windows) and not d.minute_stale and not d.month_stale
+        assert d.minute == gate.minute_window(NOW) + 1 and d.month == "2999-01"
 
 
 class _NoDynamoDB:
