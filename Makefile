@@ -10,7 +10,7 @@ export CDK_DISABLE_CLI_TELEMETRY := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 export npm_config_update_notifier := false
 
-.PHONY: install local test lint format typecheck unit integration infra e2e fuzz bench soak synth deploy clean
+.PHONY: install local test lint format unit integration infra e2e fuzz bench soak synth deploy clean
 CDK := node_modules/.bin/cdk
 CDK_ARGS ?=
 

@@ -1,6 +1,6 @@
 """The soak's figures (``make soak``, shorter): the whole local stack under concurrent OpenAI SDK
 and HTTP clients, DynamoDB faults, stream handler crashes and mid-run revocations, and each
-invariant of DESIGN.md measured afterwards (docs/soak.md).
+invariant of docs/design.md measured afterwards (docs/soak.md).
 
 It runs ``python -m tollgate.local.soak`` in a fresh process (its own moto and its own
 GIL, whatever the other sections left behind) and copies its table into the report: each

@@ -1,6 +1,7 @@
 """The managed API: OpenAI-compatible model access, tools and fine-tune records.
 
-Layers (STYLE.md): ``handler`` (Powertools resolver: parse, call one piece of logic, shape)
+Layers (docs/design.md, "Conventions"): ``handler`` (Powertools resolver: parse, call one piece
+of logic, shape)
 -> logic (``chat``, ``catalog``, ``tools``, ``jobs``, ``budget``, ``usage``) -> data access
 (``store``: botocore DynamoDB calls; ``providers``: the model back ends).
 

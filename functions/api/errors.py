@@ -100,7 +100,7 @@ class MissingScope(PermissionDenied):
 
 class TestKeyModel(PermissionDenied):
     """A test key asked for a model other than tollgate-echo (test keys never reach a paid
-    model; INTERFACE.md)."""
+    model; docs/cli.md and the README)."""
 
     code = "model_not_allowed_for_test_key"
     default_message = "Test keys can only use the model tollgate-echo."

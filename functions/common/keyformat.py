@@ -1,4 +1,4 @@
-"""The API key format (DESIGN.md, "Key format").
+"""The API key format (docs/design.md, "Key format").
 
 ``tg_<env>_`` + 32 base62 characters of ``secrets`` randomness (190 bits) + a 6-character
 base62 CRC32 of everything before it. The prefix lets secret scanners find leaked keys; the

@@ -1,7 +1,8 @@
 """One place for Powertools logging and metrics.
 
 Tracing is left out of the hot path on purpose: ``Tracer()`` costs ~0.5 s of cold start even
-with tracing off (FACTS.md), more than the authorizer's whole budget; API Gateway and Lambda
+with tracing off (docs/design.md, measured facts), more than the authorizer's whole budget;
+API Gateway and Lambda
 still trace the request end to end when active tracing is on in CDK.
 """
 

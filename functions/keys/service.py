@@ -11,7 +11,8 @@ How every key operation writes (enforcement first):
 
 A new key is written the other way round (``Secret``, ``Key``, then its gate entry): a key
 is usable only once its gate entry exists, so a half-created key is never usable. No
-``TransactWriteItems``: moto deep-copies a table on each (FACTS.md), and the order above
+``TransactWriteItems``: moto deep-copies a table on each (docs/design.md, measured facts), and
+the order above
 keeps every intermediate state safe.
 
 Rules worth knowing:

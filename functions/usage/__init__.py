@@ -1,6 +1,7 @@
 """The usage pipeline: the stream aggregator and what reads its rollups.
 
-Layers (STYLE.md): ``handler`` (Powertools batch processing, thin) -> ``aggregator`` (the
+Layers (docs/design.md, "Conventions"): ``handler`` (Powertools batch processing, thin) ->
+``aggregator`` (the
 exactly-once batch application; its docstring explains the scheme) and ``logic`` (pure:
 which rollup items an event adds to) -> ``store`` (the conditional update, botocore).
 ``reports`` reads rollups and raw events (usage rows, reconciliation); ``stream`` holds

@@ -24,7 +24,7 @@ dimension      value                       events counted
 =============  ==========================  =============================================
 
 Test-environment usage never reaches ``all``, ``principal``, ``model`` or ``line``, so no
-statement or billable total can include it (DESIGN.md invariant 5); it stays visible per
+statement or billable total can include it (docs/design.md invariant 5); it stays visible per
 key and as the tenant's ``test`` total.
 """
 

@@ -1,5 +1,5 @@
 """The gate through the local stack over plain HTTP: status codes and error bodies as
-DESIGN.md gives them, and revocation taking effect on the very next request."""
+docs/design.md gives them, and revocation taking effect on the very next request."""
 
 from __future__ import annotations
 

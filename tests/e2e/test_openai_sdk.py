@@ -1,5 +1,5 @@
 """The official OpenAI SDK against the local stack: answers, and the SDK's exception types
-for 401, 403 and 429 (DESIGN.md "Errors")."""
+for 401, 403 and 429 (docs/design.md, "Operations and scopes")."""
 
 from __future__ import annotations
 

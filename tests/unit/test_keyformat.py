@@ -1,4 +1,4 @@
-"""Properties of the key format (DESIGN.md, "Key format")."""
+"""Properties of the key format (docs/design.md, "Key format")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ``tollgate`` command line (INTERFACE.md): plans, tenants, keys and audit.
+"""The ``tollgate`` command line (docs/cli.md): plans, tenants, keys and audit.
 
 Global options come before the command: ``--local``, ``--stack NAME``, ``--json``. Exit codes:
 0 on success; 2 on bad input (one line on stderr, nothing written); 1 on any other failure

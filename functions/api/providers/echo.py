@@ -1,4 +1,4 @@
-"""``tollgate-echo``: the built-in, deterministic model (INTERFACE.md).
+"""``tollgate-echo``: the built-in, deterministic model (README, "The managed API").
 
 It answers with the text of the last user message (cut at the first stop sequence, then
 truncated so that ``completion_tokens <= max_tokens``). Tokens are counted by

@@ -15,7 +15,7 @@ What it does (docs/soak.md has the detail and the figures of the last run):
    while a share of DynamoDB calls fail (throttling, 500s, short outages) and stream
    handlers crash on some batches; mid-run it revokes a key (the revoke function), suspends
    another (the detector's action) and revokes a third through a signed GitHub leak report;
-4. switches faults off, lets the pollers drain, and checks every invariant of DESIGN.md
+4. switches faults off, lets the pollers drain, and checks every invariant of docs/design.md
    from three independent records: what each client saw, what the gateway served (the
    authorizer's decision and the counter window its conditional update counted the
    request in), and what DynamoDB holds (counters, usage events, rollups, audit);

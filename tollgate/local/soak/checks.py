@@ -1,4 +1,4 @@
-"""The invariants of DESIGN.md, checked after a soak from three independent records:
+"""The invariants of docs/design.md, checked after a soak from three independent records:
 
 * what each client saw (:class:`~.model.Sent`: status, error code, ``x-amzn-RequestId``,
   tokens reported);
