@@ -108,10 +108,15 @@ class Api(Construct):
                 AUTHORIZER_HANDLER,
                 service="authorizer",
                 description="Tollgate: checks and counts every request (REQUEST authorizer)",
-                tables={"secrets": ("dynamodb:GetItem",), "tenants": ("dynamodb:UpdateItem",)},
+                tables={
+                    "secrets": ("dynamodb:GetItem",),
+                    # key write + shard write; a shard read on a tenant's first request in a
+                    # container; BatchGetItem when borrowing allocation between shards
+                    "gate": ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"),
+                },
                 memory_size=512,  # more memory is more CPU: a shorter cold start
                 timeout=Duration.seconds(5),
-                p99_alarm_ms=1000,  # one DynamoDB round trip; only cold starts come near
+                p99_alarm_ms=1000,  # two DynamoDB round trips; only cold starts come near
             )
         )
         self.api_function = functions.add(
@@ -121,7 +126,9 @@ class Api(Construct):
                 service="api",
                 description="Tollgate: the managed, OpenAI-compatible API",
                 tables={
-                    "tenants": ("dynamodb:UpdateItem",),  # token reserve / settle
+                    # token reserve / settle on the gate's items (and borrowing between shards);
+                    # no access to the tenants table: the Api cannot change a plan or status
+                    "gate": ("dynamodb:BatchGetItem", "dynamodb:UpdateItem"),
                     "usage": ("dynamodb:PutItem",),
                     "plans": ("dynamodb:GetItem",),
                     "jobs": ("dynamodb:GetItem", "dynamodb:Query"),

@@ -67,7 +67,8 @@ _STREAM_READ: Final = (
 _REVOKE_TABLES: Final = {
     "keys": ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"),
     "secrets": ("dynamodb:GetItem",),
-    "tenants": ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+    "tenants": ("dynamodb:GetItem",),
+    "gate": ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"),
     "audit": ("dynamodb:PutItem",),
 }
 
@@ -103,7 +104,7 @@ class Detection(Construct):
                     "detector": ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem"),
                     "plans": ("dynamodb:GetItem",),
                     "keys": ("dynamodb:GetItem", "dynamodb:UpdateItem"),
-                    "tenants": ("dynamodb:UpdateItem",),
+                    "gate": ("dynamodb:Query", "dynamodb:UpdateItem"),  # suspend + cascade
                     "audit": ("dynamodb:PutItem", "dynamodb:Query"),
                 },
                 statements=[

@@ -1,53 +1,56 @@
 """Exact token budgets: reserve the worst case before the model call, settle after.
 
-Two budgets live on the tenant item (``functions/common/models.py`` and ``gate.py``): the
-tenant's monthly tokens (``mtok`` counted in month ``mo`` against ``lim_tmo``; absent =
-unlimited) and a delegated key's budget (``gate[key].u`` against ``gate[key].b``).
+Two budgets, on two small items of the gate (``functions/gate/items.py``): the tenant's
+monthly tokens for the key's environment, on the counter shard that admitted the request
+(``tk`` counted in month ``mo`` against the shard's allocation ``ta``; absent = unlimited),
+and a delegated key's budget on its key item (``u`` against ``b``).
 
-**Reserve** is one conditional ``UpdateItem`` that adds ``r`` (prompt upper bound +
-``max_tokens``) to both counters in the same write. DynamoDB conditions cannot add, so the
-limit is compared with a bound computed here from the limits the authorizer saw:
-``#mo = :month AND #lim = :lim AND #mtok <= :lim - r`` (``attribute_not_exists(#lim)`` when
-unlimited) and ``#gate.#k.#b = :b AND #gate.#k.#u <= :b - r`` (``attribute_not_exists`` of
-the budget when there is none). Pinning the limits themselves in the condition makes a
-stale view (a new month, a changed limit) fail rather than pass. On failure the item as it
-was (``ALL_OLD``) tells why: if the request fits the fresh values it is retried with them
-(at most :data:`ATTEMPTS` tries); if it does not, it is refused 429 ``insufficient_quota``
-and never reaches a model. When the client sent no ``max_tokens``, the default allowance
-shrinks to what is left (at least one completion token) instead of being refused.
+**Reserve** adds ``r`` (prompt upper bound + ``max_tokens``) to both, each with one
+conditional ``UpdateItem``, the key item first. DynamoDB conditions cannot add, so each limit
+is compared with a bound computed here from the limit the authorizer saw, and the limit
+itself is pinned in the condition (``#ta = :ta AND #tk <= :ta - r``): a stale view (a new
+month, an allocation moved by a borrow, a changed budget) fails rather than passes. On failure
+the item as it was (``ALL_OLD``) tells why: if the request fits the fresh values it is
+retried with them; if the shard alone is short and the tenant has other shards, allocation is
+borrowed from them (``functions/gate/store.py`` ``borrow``); otherwise it is refused 429
+``insufficient_quota`` (with ``Retry-After``) and never reaches a model. When the client sent
+no ``max_tokens``, the allowance shrinks to what is left (at least one completion token)
+instead of being refused. A failure of the second write gives the first one back.
 
 Because every reservation is an upper bound and a write succeeds only if the sum stays
 within the limit, the counters never pass a limit, whatever the concurrency.
 
-**Settle** is one ``UpdateItem`` adding ``actual - r`` (negative: tokens handed back); it is
-skipped when the reservation was exact. The tenant part is conditional on ``#mo = :month``
-so a reservation made in a month that has since rolled over is not subtracted from the new
-month's count (the key part, not windowed, is then settled alone). A release after a
-failed model call is a settle with ``actual = 0``. With no limit at all nothing is reserved
-and the settle only counts the actual tokens.
+**Settle** adds ``actual - r`` to each (negative: tokens handed back), sent once each (a
+lost answer leaves the reservation counted: over, never under). The shard part is
+conditional on ``#mo = :month`` so a reservation made in a month that has since rolled over
+is not subtracted from the new month's count. With no limit at all nothing is reserved and
+the settle only counts the actual tokens.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any, Final
 
 from functions.api.errors import InsufficientQuota, ServiceUnavailable, TenantUnavailable
 from functions.api.store import ApiStore, ConditionFailed
-from functions.common import gate
-from functions.common.observability import MetricUnit, logger, metrics
+from functions.gate import items as it
 
-ATTEMPTS: Final = 3
+ATTEMPTS: Final = 6
 
 
 @dataclass(frozen=True)
 class Window:
-    """The limits a reservation is checked against, as last seen."""
+    """The limits a reservation is checked against, as last seen, and where they live."""
 
     month: str
-    tenant_limit: int | None
+    tenant_limit: int | None  # the admitting shard's token allocation (None: unlimited)
     key_budget: int | None
+    environment: str = "live"
+    shard: int = 0
+    parent_key_id: str | None = None
 
     @property
     def unlimited(self) -> bool:
@@ -60,123 +63,93 @@ class Reservation:
     key_id: str
     month: str
     amount: int  # tokens added to the counters (0: nothing was reserved)
-    key_budgeted: bool  # the key's gate entry carries a budget that was reserved against
+    key_budgeted: bool  # the key item carries a budget that was reserved against
     max_tokens: int  # the completion allowance the reservation covers
+    environment: str = "live"
+    shard: int = 0
+    parent_key_id: str | None = None
 
 
 def _n(value: int) -> dict[str, str]:
     return {"N": str(int(value))}
 
 
-def reserve_request(tenant_id: str, key_id: str, window: Window, amount: int) -> dict[str, Any]:
-    """The conditional UpdateItem that reserves ``amount`` tokens (see module docstring)."""
-    names = {"#mo": "mo", "#mtok": "mtok", "#lim": "lim_tmo", "#gate": "gate", "#k": key_id,
-             "#b": gate.BUDGET}  # fmt: skip
-    values: dict[str, Any] = {":month": {"S": window.month}, ":r": _n(amount), ":zero": _n(0)}
-    conditions = ["#mo = :month"]
-    sets = ["#mtok = if_not_exists(#mtok, :zero) + :r"]
-    if window.tenant_limit is None:
-        conditions.append("attribute_not_exists(#lim)")
-    else:
-        tmax = window.tenant_limit - amount
-        values[":lim"], values[":tmax"] = _n(window.tenant_limit), _n(tmax)
-        conditions.append("#lim = :lim")
-        conditions.append(
-            "(attribute_not_exists(#mtok) OR #mtok <= :tmax)" if tmax >= 0 else "#mtok <= :tmax"
-        )
-    if window.key_budget is None:
-        conditions.append("attribute_not_exists(#gate.#k.#b)")
-    else:
-        names["#u"] = gate.USED
-        values[":b"], values[":kmax"] = _n(window.key_budget), _n(window.key_budget - amount)
-        conditions.append("#gate.#k.#b = :b")
-        conditions.append("#gate.#k.#u <= :kmax")
-        sets.append("#gate.#k.#u = #gate.#k.#u + :r")
+def key_reserve_request(key_id: str, window: Window, amount: int) -> dict[str, Any]:
+    assert window.key_budget is not None
     return {
-        "Key": {"tenant_id": {"S": tenant_id}},
-        "UpdateExpression": "SET " + ", ".join(sets),
-        "ConditionExpression": " AND ".join(conditions),
-        "ExpressionAttributeNames": names,
-        "ExpressionAttributeValues": values,
-        "ReturnValues": "NONE",
+        "Key": it.key_address(key_id, window.parent_key_id),
+        "UpdateExpression": "SET #u = #u + :r",
+        "ConditionExpression": "#b = :b AND #u <= :kmax",
+        "ExpressionAttributeNames": {"#u": it.USED, "#b": it.BUDGET},
+        "ExpressionAttributeValues": {
+            ":r": _n(amount),
+            ":b": _n(window.key_budget),
+            ":kmax": _n(window.key_budget - amount),
+        },
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
 
 
-def settle_request(
-    reservation: Reservation, delta: int, *, tenant: bool = True
-) -> dict[str, Any] | None:
-    """The UpdateItem that adds ``delta`` to what ``reservation`` reserved (None: nothing)."""
-    names: dict[str, str] = {}
-    values: dict[str, Any] = {":d": _n(delta)}
-    sets, conditions = [], []
-    if tenant:
-        names.update({"#mo": "mo", "#mtok": "mtok"})
-        values[":month"] = {"S": reservation.month}
-        values[":zero"] = _n(0)
-        sets.append("#mtok = if_not_exists(#mtok, :zero) + :d")
-        conditions.append("#mo = :month")
-    if reservation.key_budgeted:
-        names.update({"#gate": "gate", "#k": reservation.key_id, "#u": gate.USED})
-        sets.append("#gate.#k.#u = #gate.#k.#u + :d")
-        conditions.append("attribute_exists(#gate.#k.#u)")
-    if not sets:
-        return None
+def shard_reserve_request(tenant_id: str, window: Window, amount: int) -> dict[str, Any]:
+    names = {"#mo": it.MONTH, "#tk": it.TOKENS, "#ta": it.TOKEN_ALLOC}
+    values: dict[str, Any] = {":month": {"S": window.month}, ":r": _n(amount)}
+    conditions = ["#mo = :month"]
+    if window.tenant_limit is None:
+        conditions.append("attribute_not_exists(#ta)")
+    else:
+        values[":ta"], values[":tmax"] = _n(window.tenant_limit), _n(window.tenant_limit - amount)
+        conditions += ["#ta = :ta", "#tk <= :tmax"]
     return {
-        "Key": {"tenant_id": {"S": reservation.tenant_id}},
-        "UpdateExpression": "SET " + ", ".join(sets),
+        "Key": it.shard_address(tenant_id, window.environment, window.shard),
+        "UpdateExpression": "SET #tk = #tk + :r",
         "ConditionExpression": " AND ".join(conditions),
         "ExpressionAttributeNames": names,
         "ExpressionAttributeValues": values,
-        "ReturnValues": "NONE",
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
 
 
-@dataclass(frozen=True)
-class Room:
-    """What the item as it was says: the fresh window and the tokens left under each limit."""
-
-    window: Window
-    tenant_left: int | None
-    key_left: int | None
-
-    @property
-    def left(self) -> int | None:
-        known = [v for v in (self.tenant_left, self.key_left) if v is not None]
-        return min(known) if known else None
+def shard_settle_request(reservation: Reservation, delta: int) -> dict[str, Any]:
+    return {
+        "Key": it.shard_address(reservation.tenant_id, reservation.environment, reservation.shard),
+        "UpdateExpression": "SET #tk = #tk + :d",
+        "ConditionExpression": "#mo = :month",
+        "ExpressionAttributeNames": {"#tk": it.TOKENS, "#mo": it.MONTH},
+        "ExpressionAttributeValues": {":d": _n(delta), ":month": {"S": reservation.month}},
+    }
 
 
-def room(old: dict[str, Any] | None, key_id: str) -> Room:
-    if not old or old.get("status", "active") != "active":
-        raise TenantUnavailable()
-    month = old.get("mo")
-    if not isinstance(month, str):
-        raise ServiceUnavailable("The tenant's counters are not initialised.")
-    lim = old.get("lim_tmo")
-    entry = (old.get("gate") or {}).get(key_id) or {}
-    budget = entry.get(gate.BUDGET)
-    return Room(
-        window=Window(
-            month=month,
-            tenant_limit=None if lim is None else int(lim),
-            key_budget=None if budget is None else int(budget),
-        ),
-        tenant_left=None if lim is None else int(lim) - int(old.get("mtok") or 0),
-        key_left=None if budget is None else int(budget) - int(entry.get(gate.USED) or 0),
+def key_settle_request(reservation: Reservation, delta: int) -> dict[str, Any]:
+    return {
+        "Key": it.key_address(reservation.key_id, reservation.parent_key_id),
+        "UpdateExpression": "SET #u = #u + :d",
+        "ConditionExpression": "attribute_exists(#u)",
+        "ExpressionAttributeNames": {"#u": it.USED},
+        "ExpressionAttributeValues": {":d": _n(delta)},
+    }
+
+
+def _left(limit: Any, used: Any) -> int | None:
+    return None if limit is None else int(limit) - int(used or 0)
+
+
+def _key_refusal(needed: int, left: int) -> InsufficientQuota:
+    # A key's budget does not refill: no Retry-After would help, but clients expect one
+    # on a 429; a day says "not soon" (docs/architecture.md, "How 429 reaches the client").
+    return InsufficientQuota(
+        "Not enough tokens left in this delegated key's token budget for this request "
+        f"({max(left, 0)} left; this request may use up to {needed}: lower max_tokens or "
+        "the prompt).",
+        retry_after=86_400,
     )
 
 
-def _refusal(fresh: Room, needed: int) -> InsufficientQuota:
-    if fresh.key_left is not None and fresh.key_left < needed:
-        return InsufficientQuota(
-            "Not enough tokens left in this delegated key's token budget for this request "
-            f"(needs up to {needed}, {max(fresh.key_left, 0)} left)."
-        )
-    left = max(fresh.tenant_left or 0, 0)
+def _tenant_refusal(needed: int, left: int) -> InsufficientQuota:
     return InsufficientQuota(
         "Not enough tokens left in the tenant's monthly token limit for this request "
-        f"(needs up to {needed}, {left} left).",
-        retry_after=gate.seconds_to_next_month(time.time()),
+        f"({max(left, 0)} left; this request may use up to {needed}: lower max_tokens or "
+        "the prompt).",
+        retry_after=it.seconds_to_next_month(time.time()),
     )
 
 
@@ -199,31 +172,93 @@ class Budget:
         ``flexible``: the client did not choose ``max_tokens``; it may shrink to what is left.
         """
         if window.unlimited:
-            return Reservation(tenant_id, key_id, window.month, 0, False, max_tokens)
-        refusal: InsufficientQuota | None = None
+            return self._reservation(tenant_id, key_id, window, 0, max_tokens)
         for _ in range(ATTEMPTS):
             amount = prompt_tokens + max_tokens
-            request = reserve_request(tenant_id, key_id, window, amount)
+            if window.key_budget is not None:
+                try:
+                    self._store.update_gate(key_reserve_request(key_id, window, amount))
+                except ConditionFailed as failed:
+                    old = failed.old or {}
+                    if old.get(it.STATUS) is None:
+                        raise TenantUnavailable() from None
+                    budget = None if old.get(it.BUDGET) is None else int(old[it.BUDGET])
+                    window = _with(window, key_budget=budget)
+                    left = _left(budget, old.get(it.USED))
+                    if left is None or left >= amount:
+                        continue
+                    if flexible and left - prompt_tokens >= 1:
+                        max_tokens = left - prompt_tokens
+                        continue
+                    raise _key_refusal(amount, left) from None
             try:
-                self._store.update_tenant(request)
+                self._store.update_gate(shard_reserve_request(tenant_id, window, amount))
             except ConditionFailed as failed:
-                fresh = room(failed.old, key_id)
-                left = fresh.left
-                if left is None or left >= amount:  # a stale view: retry with fresh values
-                    window, refusal = fresh.window, None
-                    continue
-                if flexible and left - prompt_tokens >= 1:
-                    window, max_tokens = fresh.window, left - prompt_tokens
-                    refusal = _refusal(fresh, amount)  # if others keep taking what is left
-                    continue
-                raise _refusal(fresh, amount) from None
-            return Reservation(
-                tenant_id, key_id, window.month, amount, window.key_budget is not None, max_tokens
-            )
-        if refusal is not None:
-            raise refusal
-        # Only reachable when the limits kept changing under us between attempts.
-        raise ServiceUnavailable("The token budget changed while reserving; retry.")
+                if window.key_budget is not None:
+                    self._give_back_key(key_id, window, amount)
+                window, max_tokens = self._after_shard_refusal(
+                    failed.old, tenant_id, key_id, window, amount, prompt_tokens, max_tokens,
+                    flexible,
+                )  # fmt: skip
+                continue
+            return self._reservation(tenant_id, key_id, window, amount, max_tokens)
+        raise ServiceUnavailable("The token budget kept changing while reserving; retry.")
+
+    def _after_shard_refusal(
+        self,
+        old: dict[str, Any] | None,
+        tenant_id: str,
+        key_id: str,
+        window: Window,
+        amount: int,
+        prompt_tokens: int,
+        max_tokens: int,
+        flexible: bool,
+    ) -> tuple[Window, int]:
+        """The fresh window to try again with (and the allowance), or raise a refusal."""
+        from functions.gate import admission, store
+
+        if not old or old.get(it.TENANT_STATUS) != it.ACTIVE:
+            raise TenantUnavailable()
+        month = str(old.get(it.MONTH) or "")
+        if month < window.month:  # the shard has not opened this month yet: open it
+            view = {**old, "_tenant": tenant_id, "_env": window.environment}
+            with contextlib.suppress(store.ConditionFailed):
+                store.call("update_item", **admission.rollover(self._store.tables.gate, view,
+                                                               window.month))  # fmt: skip
+            return window, max_tokens
+        alloc = None if old.get(it.TOKEN_ALLOC) is None else int(old[it.TOKEN_ALLOC])
+        window = _with(window, month=month, tenant_limit=alloc)
+        left = _left(alloc, old.get(it.TOKENS))
+        if left is None or left >= amount:
+            return window, max_tokens
+        shards = max(1, int(old.get(it.SHARDS) or 1))
+        if shards > 1:
+            facts = admission.Facts(key_id, tenant_id, window.environment, "", frozenset(),
+                                    window.parent_key_id, None, 0)  # fmt: skip
+            view_s = admission.ShardView.of(old)
+            if store.borrow(self._store.tables.gate, facts, window.shard, view_s, it.TOKENS,
+                            amount - left, month):  # fmt: skip
+                return window, max_tokens
+        if flexible and left - prompt_tokens >= 1:
+            return window, left - prompt_tokens
+        raise _tenant_refusal(amount, left)
+
+    def _give_back_key(self, key_id: str, window: Window, amount: int) -> None:
+        reservation = self._reservation("", key_id, window, amount, 0)
+        with contextlib.suppress(ConditionFailed, ServiceUnavailable):
+            # left reserved: over-counts, never under-counts
+            self._store.update_gate(key_settle_request(reservation, -amount), once=True)
+
+    @staticmethod
+    def _reservation(
+        tenant_id: str, key_id: str, window: Window, amount: int, max_tokens: int
+    ) -> Reservation:
+        return Reservation(
+            tenant_id, key_id, window.month, amount,
+            amount > 0 and window.key_budget is not None, max_tokens,
+            window.environment, window.shard, window.parent_key_id,
+        )  # fmt: skip
 
     def settle(self, reservation: Reservation, actual: int) -> None:
         """Bring the counters from the reserved amount to ``actual`` (0: release it all).
@@ -231,6 +266,8 @@ class Budget:
         Never raises: a settle that cannot be written leaves the reservation in place (the
         counters then over-count, never under-count), and says so in the logs and metrics.
         """
+        from functions.common.observability import MetricUnit, logger, metrics
+
         delta = actual - reservation.amount
         if delta == 0:
             return
@@ -240,22 +277,24 @@ class Budget:
                 extra={"reserved": reservation.amount, "actual": actual},
             )
             metrics.add_metric(name="BudgetOverrun", unit=MetricUnit.Count, value=1)
-        request = settle_request(reservation, delta)
-        try:
-            if request is not None:
-                try:
-                    self._store.update_tenant(request, once=True)
-                except ConditionFailed:
-                    # The month rolled over since the reservation: leave the new month alone.
-                    key_only = settle_request(reservation, delta, tenant=False)
-                    if key_only is not None:
-                        self._store.update_tenant(key_only, once=True)
-        except ConditionFailed:
-            pass  # the key's gate entry is gone: nothing left to settle against
-        except ServiceUnavailable as exc:
-            logger.error(
-                "settle failed; the reservation stays counted",
-                extra={"tenant_id": reservation.tenant_id, "key_id": reservation.key_id,
-                       "delta": delta, "error": exc.message},
-            )  # fmt: skip
-            metrics.add_metric(name="SettleFailed", unit=MetricUnit.Count, value=1)
+        requests = [shard_settle_request(reservation, delta)]
+        if reservation.key_budgeted:
+            requests.append(key_settle_request(reservation, delta))
+        for request in requests:
+            try:
+                self._store.update_gate(request, once=True)
+            except ConditionFailed:
+                pass
+            except ServiceUnavailable as exc:
+                logger.error(
+                    "settle failed; the reservation stays counted",
+                    extra={"tenant_id": reservation.tenant_id, "key_id": reservation.key_id,
+                           "delta": delta, "error": exc.message},
+                )  # fmt: skip
+                metrics.add_metric(name="SettleFailed", unit=MetricUnit.Count, value=1)
+
+
+def _with(window: Window, **changes: Any) -> Window:
+    from dataclasses import replace
+
+    return replace(window, **changes)

@@ -1,11 +1,8 @@
 """Who is calling: the authorizer's context and the request's own facts, read once.
 
-The authorizer (functions/authorizer/handler.py) puts string values into
-``requestContext.authorizer``: tenant_id, key_id, principal, parent_key_id ("" if none),
-environment, scopes (comma-separated), operation, plan, month ("YYYY-MM": the tenant's
-counter window), lim_tmo (tenant monthly tokens, "" = unlimited), budget (delegated key
-token budget, "" = none), verdict ("allow" or a refusal code), retry_after, code, message,
-type. Nothing here does I/O.
+The authorizer writes ``requestContext.authorizer`` through the one typed contract
+(``functions/gate/contract.py`` ``GateContext``), and this module reads it back through the
+same class. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -16,24 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions.api.errors import LimitVerdict, NotAuthorized, ServiceUnavailable
+from functions.gate.contract import GateContext, MalformedContext
 
 USER_AGENT_MAX = 256
 
 
-def _text(ctx: Mapping[str, Any], name: str) -> str:
-    value = ctx.get(name)
-    return "" if value is None else str(value)
-
-
-def _limit(ctx: Mapping[str, Any], name: str) -> int | None:
-    raw = _text(ctx, name).strip()
-    if raw == "":
-        return None
+def _gate_context(ctx: Mapping[str, Any]) -> GateContext:
     try:
-        value = int(raw)
-    except ValueError:
-        raise ServiceUnavailable(f"The authorization context is malformed ({name}).") from None
-    return max(value, 0)
+        return GateContext.from_context(ctx)
+    except MalformedContext as exc:
+        raise ServiceUnavailable(str(exc)) from None
 
 
 def authorizer_context(raw: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -50,18 +39,17 @@ def verdict_refusal(raw: Mapping[str, Any]) -> LimitVerdict | None:
     ctx = authorizer_context(raw)
     if ctx is None:
         return None  # Caller.from_event refuses it
-    verdict = _text(ctx, "verdict")
-    if verdict == "allow":
-        return None
     try:
-        retry_after = max(0, int(_text(ctx, "retry_after") or 0))
-    except ValueError:
-        retry_after = 0
+        gate = GateContext.from_context(ctx)
+    except MalformedContext:
+        gate = GateContext(verdict=str(ctx.get("verdict") or ""))
+    if gate.verdict == "allow":
+        return None
     return LimitVerdict(
-        _text(ctx, "message") or "Limit reached.",
-        type_=_text(ctx, "type") or "rate_limit_error",
-        code=_text(ctx, "code") or verdict or "rate_limit_exceeded",
-        retry_after=retry_after,
+        gate.message or "Limit reached.",
+        type_=gate.type or "rate_limit_error",
+        code=gate.code or gate.verdict or "rate_limit_exceeded",
+        retry_after=max(0, gate.retry_after),
     )
 
 
@@ -76,21 +64,33 @@ class Caller:
     scopes: frozenset[str]
     plan: str
     month: str
-    lim_tmo: int | None
+    lim_tmo: int | None  # the admitting shard's token allocation (None: unlimited)
     budget: int | None
     source_ip: str
     user_agent: str
     request_time_ms: int
     started: float  # time.monotonic() when the API started on the request
 
+    shard: int = 0
+
     @property
     def is_test(self) -> bool:
         return self.environment != "live"
 
+    def window(self) -> Any:
+        """The token limits the authorizer saw, for :mod:`functions.api.budget`."""
+        from functions.api.budget import Window
+
+        return Window(self.month, self.lim_tmo, self.budget, self.environment, self.shard,
+                      self.parent_key_id)  # fmt: skip
+
     @classmethod
     def from_event(cls, raw: Mapping[str, Any]) -> Caller:
-        ctx = authorizer_context(raw)
-        if ctx is None or not _text(ctx, "tenant_id") or not _text(ctx, "key_id"):
+        raw_ctx = authorizer_context(raw)
+        if raw_ctx is None:
+            raise NotAuthorized()
+        ctx = _gate_context(raw_ctx)
+        if not ctx.tenant_id or not ctx.key_id:
             raise NotAuthorized()
         rc = raw.get("requestContext") or {}
         identity = rc.get("identity") or {}
@@ -105,16 +105,17 @@ class Caller:
             request_time_ms = int(time.time() * 1000)
         return cls(
             request_id=request_id,
-            tenant_id=_text(ctx, "tenant_id"),
-            key_id=_text(ctx, "key_id"),
-            principal=_text(ctx, "principal") or "-",
-            parent_key_id=_text(ctx, "parent_key_id") or None,
-            environment=_text(ctx, "environment") or "test",  # unknown: the harmless one
-            scopes=frozenset(s for s in _text(ctx, "scopes").split(",") if s),
-            plan=_text(ctx, "plan"),
-            month=_text(ctx, "month"),
-            lim_tmo=_limit(ctx, "lim_tmo"),
-            budget=_limit(ctx, "budget"),
+            tenant_id=ctx.tenant_id,
+            key_id=ctx.key_id,
+            principal=ctx.principal or "-",
+            parent_key_id=ctx.parent_key_id or None,
+            environment=ctx.environment or "test",  # unknown: the harmless one
+            scopes=ctx.scope_set,
+            plan=ctx.plan,
+            month=ctx.month,
+            lim_tmo=ctx.token_limit,
+            budget=ctx.key_budget,
+            shard=ctx.shard,
             source_ip=str(identity.get("sourceIp") or "-"),
             user_agent=user_agent[:USER_AGENT_MAX] or "-",
             request_time_ms=request_time_ms,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from functions.api.budget import Window
 from functions.api.caller import Caller
 from functions.api.errors import InvalidRequest, ModelNotFound, TestKeyModel
 from functions.api.plans import PlanView
@@ -79,7 +78,7 @@ def complete(
         reservation = services.budget.reserve(
             tenant_id=caller.tenant_id,
             key_id=caller.key_id,
-            window=Window(caller.month, caller.lim_tmo, caller.budget),
+            window=caller.window(),
             prompt_tokens=provider.prompt_upper_bound(messages),
             max_tokens=wanted or services.settings.default_max_tokens,
             flexible=wanted is None,

@@ -71,15 +71,15 @@ class ApiStore:
         item = resp.get("Item")
         return ddb.item_from_ddb(item) if item else None
 
-    # -- the tenant item (budgets) -------------------------------------------------------
-    def update_tenant(self, request: dict[str, Any], *, once: bool = False) -> None:
+    # -- the gate's items (budgets) -----------------------------------------------------
+    def update_gate(self, request: dict[str, Any], *, once: bool = False) -> None:
         """One conditional ``UpdateItem`` built by :mod:`functions.api.budget`.
 
         ``once`` for a settle or release (a negative ``ADD``): applied twice it would
         under-count, so it is never retried after an ambiguous failure; the caller then
         keeps the reservation counted (over-counting is the safe side).
         """
-        self._call("update_item", once=once, TableName=self.tables.tenants, **request)
+        self._call("update_item", once=once, TableName=self.tables.gate, **request)
 
     # -- usage events --------------------------------------------------------------------
     def put_event(self, item: dict[str, Any]) -> bool:

@@ -19,19 +19,20 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 
 from functions.authorizer import logic
-from functions.authorizer.store import Admitted, DependencyError, GateStore
 from functions.common.config import TableNames
 from functions.common.observability import MetricUnit, log_metrics, logger, metrics
 from functions.common.routes import route_for
+from functions.gate.contract import GateContext
+from functions.gate.store import Admission, DependencyError, GateStore
 
-MAX_ATTEMPTS = 4
 _store: GateStore | None = None
 
 
 def store() -> GateStore:
     global _store
     if _store is None:
-        _store = GateStore(TableNames.from_env())
+        tables = TableNames.from_env()
+        _store = GateStore(tables.secrets, tables.gate)
     return _store
 
 
@@ -48,59 +49,51 @@ class AuthorizerUnavailable(Exception):
 
 def decide(
     event: APIGatewayAuthorizerRequestEvent, now: float
-) -> tuple[logic.Decision, dict[str, str]]:
+) -> tuple[logic.Decision, GateContext]:
     """The decision and the context facts for one request."""
     route = route_for(event.http_method, event.resource)
     if route is None or not route.authorized:
-        return logic.UNKNOWN_ROUTE, {}
+        return logic.UNKNOWN_ROUTE, GateContext()
     parsed = logic.extract_key(event.headers, event.get("multiValueHeaders"))
     if isinstance(parsed, logic.Decision):
-        return parsed, {}
+        return parsed, GateContext()
     gate_store = store()
     facts = gate_store.facts(parsed.secret_hash)
     if facts is None:
-        return logic.UNKNOWN_KEY, {}
-    ctx = {
-        "tenant_id": facts.tenant_id,
-        "key_id": facts.key_id,
-        "principal": facts.principal,
-        "parent_key_id": facts.parent_key_id or "",
-        "environment": facts.environment,
-        "scopes": ",".join(sorted(facts.scopes)),
-        "operation": route.operation,
-    }
+        return logic.UNKNOWN_KEY, GateContext()
+    ctx = GateContext(
+        tenant_id=facts.tenant_id,
+        key_id=facts.key_id,
+        principal=facts.principal,
+        parent_key_id=facts.parent_key_id or "",
+        environment=facts.environment,
+        scopes=",".join(sorted(facts.scopes)),
+        operation=route.operation,
+    )
     refusal = logic.check_facts(facts, parsed, route, now)
     if refusal is not None:
         return refusal, ctx
-    windows = gate_store.guess_windows(facts, now)
-    for _ in range(MAX_ATTEMPTS):
-        result = gate_store.admit(facts, route, now, windows)
-        if isinstance(result, Admitted):
-            item = result.item
-            entry = (item.get("gate") or {}).get(facts.key_id, {})
-            ctx.update(
-                plan=str(item.get("plan", "")),
-                month=str(item.get("mo", "")),
-                lim_tmo="" if item.get("lim_tmo") is None else str(item["lim_tmo"]),
-                budget="" if entry.get("b") is None else str(entry["b"]),
-            )
-            return logic.ALLOW, ctx
-        diagnosis = logic.diagnose(result.old, facts, route, now)
-        if isinstance(diagnosis, logic.Decision):
-            return diagnosis, ctx
-        windows = diagnosis  # a window rolled over (or another request rolled it): retry
-    raise DependencyError("gate update kept conflicting")  # pragma: no cover - defensive
+    result = gate_store.admit(facts, route, now)
+    if not isinstance(result, Admission):
+        return result, ctx
+    shard, key = result.shard_item, result.key_item
+    return result.decision, ctx.with_decision(
+        plan=str(shard.get("pl", "")),
+        month=str(shard.get("mo", "")),
+        shard=int(shard.get("ix") or 0),
+        token_alloc=-1 if shard.get("ta") is None else int(shard["ta"]),
+        budget=-1 if key.get("b") is None else int(key["b"]),
+    )
 
 
-def _context(decision: logic.Decision, facts: dict[str, str]) -> dict[str, Any]:
-    return {
-        **facts,
-        "verdict": "allow" if decision.admitted else decision.code,
-        "retry_after": str(decision.retry_after),
-        "code": decision.code,
-        "message": decision.message,
-        "type": decision.type,
-    }
+def _context(decision: logic.Decision, ctx: GateContext) -> dict[str, Any]:
+    return ctx.with_decision(
+        verdict="allow" if decision.admitted else decision.code,
+        retry_after=decision.retry_after,
+        code=decision.code,
+        message=decision.message,
+        type=decision.type,
+    ).to_context()
 
 
 @log_metrics
@@ -119,10 +112,10 @@ def handler(raw: dict[str, Any], context: Any) -> dict[str, Any]:
         extra={
             "decision": decision.kind,
             "reason": decision.code,
-            "tenant_id": facts.get("tenant_id"),
-            "key_id": facts.get("key_id"),
-            "principal": facts.get("principal"),
-            "operation": facts.get("operation"),
+            "tenant_id": facts.tenant_id or None,
+            "key_id": facts.key_id or None,
+            "principal": facts.principal or None,
+            "operation": facts.operation or None,
             "source_ip": (raw.get("requestContext") or {}).get("identity", {}).get("sourceIp"),
         },
     )
@@ -134,7 +127,7 @@ def handler(raw: dict[str, Any], context: Any) -> dict[str, Any]:
     arn = event.parsed_arn
     method = arn.http_method or event.http_method
     response = APIGatewayAuthorizerResponse(
-        principal_id=facts.get("key_id", "anonymous"),
+        principal_id=facts.key_id or "anonymous",
         region=arn.region,
         aws_account_id=arn.aws_account_id,
         api_id=arn.api_id,

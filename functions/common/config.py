@@ -22,6 +22,7 @@ TABLE_KINDS: Final = (
     "rollups",
     "jobs",
     "detector",
+    "gate",
 )
 
 
@@ -45,6 +46,7 @@ class TableNames(BaseModel):
     rollups: str = "tollgate-rollups"
     jobs: str = "tollgate-jobs"
     detector: str = "tollgate-detector"
+    gate: str = "tollgate-gate"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> TableNames:

@@ -3,20 +3,14 @@
 Used by the functions, the CLI and the local stack alike; ``infra/`` derives each table's keys
 and indexes from these classes (``TABLES`` below), so a key schema is written once.
 
-The hot path (the authorizer) reads two items:
+The hot path (the authorizer) reads the ``Secret`` (by SHA-256 of the presented key: the
+key's immutable facts -- key id, tenant, environment, scopes, principal, parent, expiry and the
+secret's serial; cached in the function) and writes two small items of the ``gate`` table (a
+key item and a counter shard of the tenant; ``functions/gate/``, docs/architecture.md).
 
-* ``Secret`` (by SHA-256 of the presented key): the key's immutable facts -- key id, tenant,
-  environment, scopes, principal, parent, expiry and the secret's serial. Immutable, so the
-  authorizer may cache it in the function.
-* ``Tenant``: the tenant's status, the limits of its plan (copied on ``set-plan``), its monthly
-  counters, and ``gate``: one entry per key holding everything about the key that can change
-  (status, per-minute window and count, current secret serial and the rotation grace, token
-  budget and use, parent). One conditional ``UpdateItem`` on this item checks and counts a
-  request: one DynamoDB round trip in the steady state. See docs/architecture.md.
-
-``Key`` is the durable, listable record of a key. Admin operations write the gate entry
-first (one atomic ``UpdateItem``: the enforcement point), then ``Key``, then the audit record;
-no transactions (moto deep-copies a table per transaction, and a retry converges anyway).
+``Key`` is the durable, listable record of a key. Admin operations write the gate first (the
+enforcement point), then ``Key``, then the audit record; no transactions (moto deep-copies a
+table per transaction, and a retry converges anyway).
 """
 
 from __future__ import annotations
@@ -68,6 +62,11 @@ class Plan(Model):
     tools = ListAttribute(of=UnicodeAttribute, null=True)
     price_prompt_micros_per_1k = NumberAttribute(default=0)
     price_completion_micros_per_1k = NumberAttribute(default=0)
+    # Test keys' own monthly limits (None: unlimited); they never count against the above.
+    test_requests_per_month = NumberAttribute(null=True)
+    test_tokens_per_month = NumberAttribute(null=True)
+    # How many counter shards carry a tenant's monthly counters (docs/capacity.md).
+    counter_shards = NumberAttribute(default=1)
     spike_policy = UnicodeAttribute(default="suspend")  # suspend | alert | off
     spike_factor = NumberAttribute(default=10)
     spike_floor_tpm = NumberAttribute(default=1000)
@@ -84,12 +83,8 @@ class TenantsByPlan(GlobalSecondaryIndex["Tenant"]):
 
 
 class Tenant(Model):
-    """A tenant, its plan's limits (copied here so the gate compares counters with limits on
-    the same item), its monthly counters and the gate entries of its keys.
-
-    Attribute names of the hot fields are short on purpose: every request writes this item
-    and DynamoDB bills writes by item size.
-    """
+    """A tenant: its plan and a copy of the plan's limits (for views; the gate enforces its
+    own copies on the tenant's counter shards, ``functions/gate/``)."""
 
     class Meta(_Meta):
         table_name = _NAMES.tenants
@@ -98,19 +93,13 @@ class Tenant(Model):
     plan = UnicodeAttribute()
     status = UnicodeAttribute(default=ACTIVE)
     created_at = UnicodeAttribute()
-    # Limits copied from the plan (None: unlimited) and the plan's scopes.
     lim_rpm = NumberAttribute(null=True)  # requests per key per UTC minute
-    lim_rmo = NumberAttribute(null=True)  # requests per tenant per UTC month
-    lim_tmo = NumberAttribute(null=True)  # tokens per tenant per UTC month
+    lim_rmo = NumberAttribute(null=True)  # live requests per tenant per UTC month
+    lim_tmo = NumberAttribute(null=True)  # live tokens per tenant per UTC month
+    lim_test_rmo = NumberAttribute(null=True)  # test-key requests per tenant per UTC month
+    lim_test_tmo = NumberAttribute(null=True)  # test-key tokens per tenant per UTC month
+    counter_shards = NumberAttribute(default=1)
     plan_scopes = ListAttribute(of=UnicodeAttribute, default=list)
-    # Monthly window: "YYYY-MM", requests admitted, tokens used or reserved.
-    mo = UnicodeAttribute(null=True)
-    mreq = NumberAttribute(default=0)
-    mtok = NumberAttribute(default=0)
-    # key_id -> {"s": status, "w": minute window, "c": count in window, "n": secret serial,
-    #            "g": epoch until which serial n-1 stays valid, "p": parent key id,
-    #            "b": token budget, "u": tokens used or reserved}
-    gate = MapAttribute[str, Any](default=dict)
     by_plan = TenantsByPlan()
 
 
@@ -308,6 +297,18 @@ class DetectorState(Model):
     updated_at = UnicodeAttribute(null=True)
 
 
+class GateItem(Model):
+    """An item of the gate table: a key item or a counter shard. Written and read only by
+    ``functions/gate/`` (its ``items`` module names every attribute); declared here so the
+    table's keys are derived like every other table's."""
+
+    class Meta(_Meta):
+        table_name = _NAMES.gate
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
 class TableSpec:
     """How a model's table is provisioned beyond its keys: stream and TTL."""
 
@@ -330,6 +331,7 @@ TABLES: Final[tuple[TableSpec, ...]] = (
     TableSpec("rollups", Rollup),
     TableSpec("jobs", FineTuneJob),
     TableSpec("detector", DetectorState),
+    TableSpec("gate", GateItem),
 )
 
 

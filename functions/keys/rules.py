@@ -169,6 +169,15 @@ def spike_factor(value: float) -> float | int:
     return int(factor) if factor.is_integer() else factor
 
 
+def counter_shards(value: int | None) -> int:
+    """How many counter shards a plan's tenants get (1 to 64; docs/capacity.md)."""
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+        raise InvalidInput("counter shards must be a whole number from 1 to 64")
+    return value
+
+
 def token_budget(value: int | None) -> int | None:
     if value is None:
         return None

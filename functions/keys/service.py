@@ -3,23 +3,24 @@ reinstate) and the audit trail. Used by the CLI, the local stack and the respond
 
 How every key operation writes (enforcement first):
 
-1. the key's **gate entry** on its tenant item (``Tenant.gate[key_id]``, see
-   :mod:`functions.common.gate`) changes in ONE conditional ``UpdateItem``: that is what the
-   authorizer enforces, atomically, on the very next request;
+1. the key's **gate item** (``functions/gate/``) changes in one conditional ``UpdateItem``:
+   that is what the authorizer enforces, atomically, on the very next request (a parent's
+   suspension, reinstatement or revocation then reaches each of its children's items);
 2. the durable ``Key`` record is brought in line;
 3. one append-only ``AuditRecord`` per key is written.
 
-A new key is written the other way round (``Secret``, ``Key``, then its gate entry): a key
-is usable only once its gate entry exists, so a half-created key is never usable. No
+A new key is written the other way round (``Secret``, ``Key``, then its gate item): a key is
+usable only once its gate item exists, so a half-created key is never usable. No
 ``TransactWriteItems``: moto deep-copies a table on each (docs/design.md, measured facts), and
-the order above
-keeps every intermediate state safe.
+the order above keeps every intermediate state safe. Creating a key writes four small items
+whatever the tenant's size; a tenant's counters live on its counter shards
+(``functions/gate/admin.py`` ``configure``).
 
 Rules worth knowing:
 
 * Delegation is one level deep: a delegated key cannot delegate. Its scopes are a subset of
-  its parent's, its expiry is clamped to its parent's, and the authorizer also requires the
-  parent's gate entry to be active, so suspending a parent pauses its children.
+  its parent's, its expiry is clamped to its parent's, and a parent's status is cascaded to
+  its children's gate items, so suspending a parent pauses its children.
 * Revoking is final and cascades to delegated children; revoking a revoked key is a no-op
   that still returns it. Suspension (the spike detector) does not cascade; reinstating
   makes a suspended key active again.
@@ -43,18 +44,21 @@ from typing import Any, Final
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from pynamodb.expressions.condition import Condition
 
-from functions.common import gate, keyformat
+from functions.common import keyformat
 from functions.common.models import (
     ACTIVE,
     REVOKED,
     SUSPENDED,
     AuditRecord,
+    GateItem,
     Key,
     Plan,
     Secret,
     Tenant,
 )
 from functions.common.routes import SCOPES
+from functions.gate import admin as gate
+from functions.gate import items as gate_items
 from functions.keys import rules
 from functions.keys.durations import parse_duration
 from functions.keys.errors import (
@@ -111,8 +115,11 @@ class KeyService:
     :func:`functions.common.models.bind_tables`); connections are built on first use.
     """
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.time, gate_table: str | None = None
+    ) -> None:
         self._clock = clock
+        self.gate_table = gate_table or GateItem.Meta.table_name  # bound by bind_tables
 
     def now(self) -> float:
         return self._clock()
@@ -126,6 +133,9 @@ class KeyService:
         requests_per_minute: int | None = None,
         requests_per_month: int | None = None,
         tokens_per_month: int | None = None,
+        test_requests_per_month: int | None = None,
+        test_tokens_per_month: int | None = None,
+        counter_shards: int = 1,
         scopes: Iterable[str] | None = None,
         models: Iterable[str] | None = None,
         tools: Iterable[str] | None = None,
@@ -145,6 +155,9 @@ class KeyService:
             requests_per_minute=rules.limit("requests per minute", requests_per_minute),
             requests_per_month=rules.limit("requests per month", requests_per_month),
             tokens_per_month=rules.limit("tokens per month", tokens_per_month),
+            test_requests_per_month=rules.limit("test requests per month", test_requests_per_month),
+            test_tokens_per_month=rules.limit("test tokens per month", test_tokens_per_month),
+            counter_shards=rules.counter_shards(counter_shards),
             scopes=rules.scopes(sorted(SCOPES) if scopes is None else scopes),
             models=rules.models(models),
             tools=rules.tools(tools),
@@ -194,8 +207,10 @@ class KeyService:
             lim_rpm=p.requests_per_minute,
             lim_rmo=p.requests_per_month,
             lim_tmo=p.tokens_per_month,
+            lim_test_rmo=p.test_requests_per_month,
+            lim_test_tmo=p.test_tokens_per_month,
+            counter_shards=int(p.counter_shards or 1),
             plan_scopes=sorted(p.scopes or []),
-            gate={},
         )
         try:
             tenant.save(condition=Tenant.tenant_id.does_not_exist())
@@ -203,6 +218,7 @@ class KeyService:
             if _conditional_failed(exc):
                 raise AlreadyExists(f"tenant {quote(tenant_id)} already exists") from None
             raise
+        gate.configure(self.gate_table, tenant_id, _gate_config(tenant, p), self.now())
         self._audit("tenant.created", tenant_id=tenant_id, actor=who, details={"plan": p.name})
         log.info("tenant %s created on plan %s", tenant_id, p.name)
         return tenant_view(tenant)
@@ -211,7 +227,11 @@ class KeyService:
         return sorted((tenant_view(t) for t in Tenant.scan()), key=lambda t: t["tenant_id"])
 
     def get_tenant(self, tenant_id: str) -> dict[str, Any]:
-        return tenant_view(self._tenant(tenant_id))
+        """The tenant, with its live and test counters summed over its counter shards."""
+        tenant = self._tenant(tenant_id)
+        counters = {env: gate.shard_totals(self.gate_table, tenant_id, env)
+                    for env in gate_items.ENVIRONMENTS}  # fmt: skip
+        return tenant_view(tenant, counters)
 
     def set_plan(self, tenant_id: str, plan: str, *, actor: str | None = None) -> dict[str, Any]:
         """Move a tenant to ``plan`` and copy that plan's limits and scopes onto it again.
@@ -226,10 +246,17 @@ class KeyService:
             Tenant.plan.set(p.name),
             Tenant.plan_scopes.set(sorted(p.scopes or [])),
         ]
+        actions.append(
+            Tenant.counter_shards.set(
+                max(int(p.counter_shards or 1), int(tenant.counter_shards or 1))
+            )
+        )
         for attr, value in (
             (Tenant.lim_rpm, p.requests_per_minute),
             (Tenant.lim_rmo, p.requests_per_month),
             (Tenant.lim_tmo, p.tokens_per_month),
+            (Tenant.lim_test_rmo, p.test_requests_per_month),
+            (Tenant.lim_test_tmo, p.test_tokens_per_month),
         ):
             # An absent limit means unlimited to the authorizer: remove, never store NULL.
             actions.append(attr.remove() if value is None else attr.set(value))
@@ -240,6 +267,12 @@ class KeyService:
             if _conditional_failed(exc):
                 raise NotFound(f"unknown tenant {quote(tenant_id)}") from None
             raise
+        try:
+            gate.configure(self.gate_table, tenant_id, _gate_config(updated, p), self.now())
+        except gate.ConditionFailed:
+            raise Conflict(
+                f"tenant {tenant_id} is too busy to re-balance its counters; run set-plan again"
+            ) from None
         self._audit(
             "tenant.plan_changed",
             tenant_id=tenant_id,
@@ -318,7 +351,7 @@ class KeyService:
             )
         tenant = self._tenant(parent.tenant_id)
         self._require_active_tenant(tenant)
-        entry = self._entry(tenant, parent.key_id)
+        entry = self._entry(parent)
         status = self._status(parent, entry, now)
         if status != ACTIVE:
             raise Conflict(f"key {parent.key_id} is {status}; only an active key can delegate")
@@ -359,13 +392,6 @@ class KeyService:
         tenant = self._tenant(tenant_id)
         now = self.now()
         keys = {k.key_id: k for k in Key.by_tenant.query(tenant.tenant_id)}
-        # The index is eventually consistent; the gate names every key that is usable.
-        for key_id in self._gate(tenant):
-            if key_id not in keys:
-                try:
-                    keys[key_id] = Key.get(key_id, consistent_read=True)
-                except DoesNotExist:
-                    continue
         ordered = sorted(keys.values(), key=lambda k: (k.created_at, k.key_id))
         return [key_view(k, now) for k in ordered]
 
@@ -386,29 +412,20 @@ class KeyService:
             raise InvalidInput("grace must not be negative")
         who = rules.actor(actor or default_actor())
         key = self._key(key_id)
-        tenant = self._tenant(key.tenant_id)
-        entry = self._entry(tenant, key_id)
+        entry = self._entry(key)
         now = self.now()
         status = self._status(key, entry, now)
         if status != ACTIVE:
             raise Conflict(f"key {key_id} is {status}; only an active key can rotate")
-        serial = int(entry[gate.SERIAL])
+        serial = int(entry[gate_items.SERIAL])
         new_serial = serial + 1
         grace_until = int(now) + grace_s if grace_s > 0 else 0
         secret = keyformat.generate(key.environment)
         new_secret = self._secret_item(key, secret, new_serial, now)
         self._put_new(new_secret, Secret.secret_hash.does_not_exist())
-        k = Tenant.gate[key_id]
-        try:
-            Tenant(key.tenant_id).update(
-                actions=[k[gate.SERIAL].set(new_serial), k[gate.GRACE].set(grace_until)],
-                condition=(k[gate.STATUS] == ACTIVE) & (k[gate.SERIAL] == serial),
-            )
-        except UpdateError as exc:
-            if not _conditional_failed(exc):
-                raise
+        if not gate.rotate(self.gate_table, key_id, key.parent_key_id, serial, grace_until):
             new_secret.delete()
-            raise Conflict(f"key {key_id} changed while rotating; try again") from None
+            raise Conflict(f"key {key_id} changed while rotating; try again")
         key.update(actions=[Key.secret_serial.set(new_serial), Key.rotated_at.set(iso(now))])
         self._expire_old_secrets(
             key_id, below=new_serial, ttl=int(now) + grace_s + OLD_SECRET_RETENTION
@@ -470,35 +487,37 @@ class KeyService:
             via = "tenant"
             tenant = self._tenant(rules.tenant_id(tenant_id))
             roots = []
-        entries = self._gate(tenant)
         records = {k.key_id: k for k in Key.by_tenant.query(tenant.tenant_id)}
         if via == "tenant":
-            roots = sorted(set(entries) | set(records))
-        parents = {kid: e.get(gate.PARENT) for kid, e in entries.items()}
-        parents.update({kid: k.parent_key_id for kid, k in records.items()})
-        targets = _with_descendants(roots, parents)
-        cause = {kid: _root_of(kid, parents, set(roots)) for kid in targets}
-
-        with_entry = [kid for kid in targets if kid in entries]
-        for start in range(0, len(with_entry), REVOKE_BATCH):
-            batch = with_entry[start : start + REVOKE_BATCH]
-            condition: Condition | None = None
-            actions = []
-            for kid in batch:
-                path = Tenant.gate[kid]
-                actions.append(path[gate.STATUS].set(REVOKED))
-                exists = path.exists()
-                condition = exists if condition is None else condition & exists
-            Tenant(tenant.tenant_id).update(actions=actions, condition=condition)
-
+            roots = sorted(records)
+        parent_of: dict[str, str | None] = {kid: k.parent_key_id for kid, k in records.items()}
+        for kid in roots:
+            if kid not in parent_of:
+                found_key = self._maybe_key(kid)
+                parent_of[kid] = found_key.parent_key_id if found_key else None
+        # Enforcement first, each parent before its children: a child delegated while this
+        # runs re-reads its parent after it is written (gate.new_key_item) and sees it.
+        targets: list[str] = []
+        for named_id in roots:
+            if named_id in targets:
+                continue
+            targets.append(named_id)
+            gate.set_status(self.gate_table, named_id, parent_of[named_id], REVOKED, only_from=None)
+            if parent_of[named_id] is None:
+                for child in gate.children(self.gate_table, named_id):
+                    parent_of[child] = named_id
+                    if child not in targets:
+                        targets.append(child)
+                    gate.set_status(self.gate_table, child, named_id, REVOKED, only_from=None)
+        named = set(roots)
         for kid in targets:
             key = records.get(kid) or self._maybe_key(kid)
             was = key.status if key is not None else None
             if key is not None and key.status != REVOKED:
                 key.update(actions=[Key.status.set(REVOKED), Key.status_reason.set(why)])
             details: dict[str, Any] = {"via": via}
-            if cause[kid] != kid:
-                details["cascade_from"] = cause[kid]
+            if kid not in named and parent_of.get(kid):
+                details["cascade_from"] = parent_of[kid]
             if was == REVOKED:
                 details["already_revoked"] = True
             self._audit(
@@ -518,22 +537,18 @@ class KeyService:
         why = rules.reason(reason)
         who = rules.actor(actor or default_actor())
         key = self._key(key_id)
-        tenant = self._tenant(key.tenant_id)
-        entry = self._entry(tenant, key_id)
-        state = entry.get(gate.STATUS)
+        entry = self._entry(key)
+        state = entry.get(gate_items.STATUS)
         if state == REVOKED or key.status == REVOKED:
             raise Conflict(f"key {key_id} is revoked; revocation is final")
         if state != SUSPENDED:
             raise Conflict(f"key {key_id} is {state}, not suspended; nothing to reinstate")
-        k = Tenant.gate[key_id]
-        try:
-            Tenant(key.tenant_id).update(
-                actions=[k[gate.STATUS].set(ACTIVE)], condition=k[gate.STATUS] == SUSPENDED
-            )
-        except UpdateError as exc:
-            if _conditional_failed(exc):
-                raise Conflict(f"key {key_id} changed while reinstating; try again") from None
-            raise
+        if not gate.set_status(
+            self.gate_table, key_id, key.parent_key_id, ACTIVE, only_from=SUSPENDED
+        ):
+            raise Conflict(f"key {key_id} changed while reinstating; try again")
+        if key.parent_key_id is None:
+            gate.cascade(self.gate_table, key_id, ACTIVE, self.now())
         key.update(actions=[Key.status.set(ACTIVE), Key.status_reason.set(why)])
         self._audit("key.reinstated", tenant_id=key.tenant_id, key_id=key_id, actor=who, reason=why)
         log.info("key %s reinstated", key_id)
@@ -556,15 +571,12 @@ class KeyService:
         why = rules.reason(reason)
         who = rules.actor(actor)
         key = self._key(key_id)
-        k = Tenant.gate[key_id]
-        try:
-            Tenant(key.tenant_id).update(
-                actions=[k[gate.STATUS].set(SUSPENDED)], condition=k[gate.STATUS] == ACTIVE
-            )
-        except UpdateError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
+        if not gate.set_status(
+            self.gate_table, key_id, key.parent_key_id, SUSPENDED, only_from=ACTIVE
+        ):
+            return False
+        if key.parent_key_id is None:  # its children stop with it (and resume with it)
+            gate.cascade(self.gate_table, key_id, SUSPENDED, self.now())
         key.update(actions=[Key.status.set(SUSPENDED), Key.status_reason.set(why)])
         self._audit(
             "key.suspended",
@@ -674,20 +686,16 @@ class KeyService:
         except DoesNotExist:
             raise NotFound("no key has this secret") from None
 
-    @staticmethod
-    def _gate(tenant: Tenant) -> dict[str, dict[str, Any]]:
-        return dict(tenant.gate.as_dict()) if tenant.gate is not None else {}
-
-    def _entry(self, tenant: Tenant, key_id: str) -> dict[str, Any]:
-        entry = self._gate(tenant).get(key_id)
+    def _entry(self, key: Key) -> dict[str, Any]:
+        entry = gate.get_key_item(self.gate_table, key.key_id, key.parent_key_id)
         if entry is None:  # a half-created key: never usable
-            raise Conflict(f"key {key_id} was never completed (no gate entry); create a new one")
-        return dict(entry)
+            raise Conflict(f"key {key.key_id} was never completed (no gate item); create a new one")
+        return entry
 
     @staticmethod
     def _status(key: Key, entry: Mapping[str, Any], now: float) -> str:
         """The effective status: the gate's, or ``expired``."""
-        state = str(entry.get(gate.STATUS, REVOKED))
+        state = str(entry.get(gate_items.STATUS, REVOKED))
         if state == ACTIVE and key.expires_at is not None and key.expires_at <= now:
             return "expired"
         return state
@@ -756,21 +764,20 @@ class KeyService:
         except Exception:
             secret_item.delete()
             raise
-        k = Tenant.gate[key.key_id]
-        condition = Tenant.tenant_id.exists() & (Tenant.status == ACTIVE) & k.does_not_exist()
-        if parent_key_id:
-            condition &= Tenant.gate[parent_key_id][gate.STATUS] == ACTIVE
-        entry = gate.new_entry(parent_key_id=parent_key_id, token_budget=token_budget)
         try:
-            Tenant(tenant_id).update(actions=[k.set(entry)], condition=condition)
-        except UpdateError as exc:
-            # Undo: without a gate entry the key was never usable, but leave no debris.
+            gate.new_key_item(
+                self.gate_table,
+                tenant_id=tenant_id,
+                key_id=key.key_id,
+                parent_key_id=parent_key_id,
+                token_budget=token_budget,
+                expires_at=expires_at,
+            )
+        except gate.ConditionFailed:
+            # Undo: without a gate item the key was never usable, but leave no debris.
             secret_item.delete()
             key.delete()
-            if _conditional_failed(exc):
-                what = "the parent key or the tenant" if parent_key_id else "the tenant"
-                raise Conflict(f"{what} stopped being active while creating the key") from None
-            raise
+            raise Conflict("an identifier collided; try again") from None
         action = "key.delegated" if parent_key_id else "key.created"
         details: dict[str, Any] = {
             "environment": environment,
@@ -832,33 +839,20 @@ class KeyService:
         raise Conflict("could not append an audit record (event id collisions)")
 
 
-def _with_descendants(roots: Sequence[str], parents: Mapping[str, str | None]) -> list[str]:
-    """``roots`` then every key delegated from them (at any depth), without duplicates."""
-    children: dict[str, list[str]] = {}
-    for kid, parent in sorted(parents.items()):
-        if parent:
-            children.setdefault(parent, []).append(kid)
-    out: list[str] = []
-    seen: set[str] = set()
-    stack = list(reversed(roots))
-    while stack:
-        kid = stack.pop()
-        if kid in seen:
-            continue
-        seen.add(kid)
-        out.append(kid)
-        stack.extend(reversed(children.get(kid, [])))
-    return out
-
-
-def _root_of(key_id: str, parents: Mapping[str, str | None], roots: set[str]) -> str:
-    """The named key whose revocation reached ``key_id`` (itself if it was named)."""
-    seen = set()
-    current = key_id
-    while current not in roots and current not in seen:
-        seen.add(current)
-        parent = parents.get(current)
-        if not parent:
-            break
-        current = parent
-    return current
+def _gate_config(tenant: Tenant, plan: Plan) -> gate.TenantConfig:
+    """What the gate enforces for ``tenant`` on ``plan`` (its counter shards' copies)."""
+    return gate.TenantConfig(
+        plan=plan.name,
+        status=tenant.status,
+        scopes=tuple(sorted(str(s) for s in plan.scopes or [])),
+        rpm=None if plan.requests_per_minute is None else int(plan.requests_per_minute),
+        shards=max(int(plan.counter_shards or 1), int(tenant.counter_shards or 1)),
+        live=gate.EnvLimits(
+            None if plan.requests_per_month is None else int(plan.requests_per_month),
+            None if plan.tokens_per_month is None else int(plan.tokens_per_month),
+        ),
+        test=gate.EnvLimits(
+            None if plan.test_requests_per_month is None else int(plan.test_requests_per_month),
+            None if plan.test_tokens_per_month is None else int(plan.test_tokens_per_month),
+        ),
+    )

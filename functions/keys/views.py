@@ -58,8 +58,13 @@ def plan_view(plan: Plan) -> dict[str, Any]:
     }
 
 
-def tenant_view(tenant: Tenant) -> dict[str, Any]:
-    return {
+def tenant_view(
+    tenant: Tenant, counters: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """``counters``: the gate's totals per environment (``functions/gate/admin.py``
+    ``shard_totals``); the month fields show the live ones."""
+    live = (counters or {}).get("live") or {}
+    view = {
         "tenant_id": tenant.tenant_id,
         "plan": tenant.plan,
         "status": tenant.status,
@@ -67,12 +72,17 @@ def tenant_view(tenant: Tenant) -> dict[str, Any]:
         "requests_per_minute": _int(tenant.lim_rpm),
         "requests_per_month": _int(tenant.lim_rmo),
         "tokens_per_month": _int(tenant.lim_tmo),
+        "test_requests_per_month": _int(tenant.lim_test_rmo),
+        "test_tokens_per_month": _int(tenant.lim_test_tmo),
+        "counter_shards": int(tenant.counter_shards or 1),
         "scopes": sorted(tenant.plan_scopes or []),
-        "keys": len(tenant.gate.as_dict()) if tenant.gate is not None else 0,
-        "month": tenant.mo,
-        "month_requests": int(tenant.mreq or 0),
-        "month_tokens": int(tenant.mtok or 0),
+        "month": live.get("month") or None,
+        "month_requests": int(live.get("requests") or 0),
+        "month_tokens": int(live.get("tokens") or 0),
     }
+    if counters is not None:
+        view["counters"] = counters
+    return view
 
 
 def key_view(key: Key, now: float) -> dict[str, Any]:

@@ -21,8 +21,10 @@ from typing import Any, Final
 
 from pynamodb.exceptions import DoesNotExist
 
-from functions.common import gate, keyformat
-from functions.common.models import Key, Secret, Tenant, UsageEvent
+from functions.common import keyformat
+from functions.common.models import GateItem, Key, Secret, UsageEvent
+from functions.gate import admin as gate_admin
+from functions.gate import items as gate_items
 from functions.keys import rules
 from functions.keys.errors import InvalidInput, NotFound, quote
 from functions.keys.rules import micros_to_usd
@@ -100,16 +102,18 @@ def _key(key_id: str) -> Key:
 
 
 def _gate_status(key: Key) -> str | None:
-    try:
-        tenant = Tenant.get(key.tenant_id, consistent_read=True)
-    except DoesNotExist:
-        return None
-    entry = (tenant.gate.as_dict() if tenant.gate is not None else {}).get(key.key_id)
-    return None if entry is None else str(entry.get(gate.STATUS))
+    entry = gate_admin.get_key_item(GateItem.Meta.table_name, key.key_id, key.parent_key_id)
+    return None if entry is None else str(entry.get(gate_items.STATUS))
 
 
 def _children(key: Key, now: float) -> list[dict[str, Any]]:
-    found = Key.by_tenant.query(key.tenant_id, filter_condition=Key.parent_key_id == key.key_id)
+    found = []
+    if not key.parent_key_id:
+        for child_id in gate_admin.children(GateItem.Meta.table_name, key.key_id):
+            try:
+                found.append(Key.get(child_id, consistent_read=True))
+            except DoesNotExist:
+                continue
     return [
         {k: v for k, v in key_view(child, now).items()
          if k in ("key_id", "principal", "scopes", "status", "expires_at", "token_budget")}

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from functions.api import handler as api
-from functions.common import gate, keyformat
+from functions.common import keyformat
 from functions.common.models import FineTuneJob, Plan, Tenant
 from functions.common.routes import SCOPES, match
+from functions.gate import items as gate
+from tests import gate_support
 
 ALL_SCOPES = ",".join(sorted(SCOPES))
 
@@ -60,13 +62,12 @@ def make_tenant(
         lim_rmo=None,
         lim_tmo=tokens_per_month,
         plan_scopes=list(plan.scopes),
-        mo=month or gate.month_window(),
-        mreq=0,
-        mtok=used,
-        gate={},
         **fields,
     )
     tenant.save()
+    limited = Plan(**{**plan.attribute_values, "tokens_per_month": tokens_per_month})
+    gate_support.configure(tenant, limited)
+    gate_support.set_shard(tenant_id, tk=used, mo=month or gate.month_window())
     return tenant
 
 
@@ -77,12 +78,11 @@ def make_key(
     budget: int | None = None,
     used: int = 0,
 ) -> str:
-    """A gate entry on the tenant item; returns the key id."""
+    """A key's gate item; returns the key id."""
     key_id = keyformat.new_key_id()
-    entry = gate.new_entry(parent_key_id=parent, token_budget=budget)
-    if budget is not None:
-        entry[gate.USED] = used
-    Tenant(tenant_id).update(actions=[Tenant.gate[key_id].set(entry)])
+    gate_support.new_key(tenant_id, key_id, parent, budget)
+    if budget is not None and used:
+        gate_support.set_key(tenant_id, key_id, u=used)
     return key_id
 
 
@@ -114,22 +114,28 @@ class Who:
     type: str = ""
 
     def context(self, operation: str) -> dict[str, Any]:
-        return {"principalId": self.key_id, **self.__dict__, "operation": operation}
+        """As the authorizer writes it (functions/gate/contract.py): limits as numbers,
+        -1 for none."""
+        values = {k: v for k, v in self.__dict__.items() if k != "lim_tmo"}
+        values["token_alloc"] = int(self.lim_tmo) if self.lim_tmo != "" else -1
+        values["budget"] = int(self.budget) if self.budget != "" else -1
+        return {"principalId": self.key_id, **values, "operation": operation}
 
 
 def who_for(tenant_id: str, key_id: str, **over: Any) -> Who:
-    """The context the authorizer gives ``key_id`` now, read from the tenant item."""
-    t = Tenant.get(tenant_id, consistent_read=True)
-    entry = t.gate.as_dict().get(key_id, {}) if hasattr(t.gate, "as_dict") else t.gate[key_id]
+    """The context the authorizer gives ``key_id`` now, read from the gate."""
+    t = gate_support.view(tenant_id)
+    entry = t["gate"].get(key_id, {})
     budget = entry.get(gate.BUDGET)
+    shard = t["shards"][0] if t["shards"] else {}
     values: dict[str, Any] = {
         "tenant_id": tenant_id,
         "key_id": key_id,
-        "plan": t.plan,
-        "month": t.mo or gate.month_window(),
-        "lim_tmo": "" if t.lim_tmo is None else str(int(t.lim_tmo)),
+        "plan": t["plan"],
+        "month": t["mo"] or gate.month_window(),
+        "lim_tmo": "" if shard.get("ta") is None else str(int(shard["ta"])),
         "budget": "" if budget is None else str(int(budget)),
-        "parent_key_id": entry.get(gate.PARENT) or "",
+        "parent_key_id": entry.get("p") or "",
         **over,
     }
     return Who(**values)
@@ -266,12 +272,8 @@ def events_table(dynamodb: Any) -> list[dict[str, Any]]:
 
 
 def tenant_item(dynamodb: Any, tenant_id: str = "acme") -> dict[str, Any]:
-    from functions.common.ddb import item_from_ddb
-
-    item = dynamodb.get_item(
-        TableName="tollgate-tenants", Key={"tenant_id": {"S": tenant_id}}, ConsistentRead=True
-    )["Item"]
-    return item_from_ddb(item)
+    """The tenant with its live counters and key items (tests/gate_support.py ``view``)."""
+    return gate_support.view(tenant_id)
 
 
 class Spy:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from functions.common import gate, keyformat
+from functions.common import keyformat
 from functions.common.models import Key, Plan, Secret, Tenant
 from functions.common.routes import SCOPES
+from tests import gate_support
 
 
 def plan(name: str = "starter", **limits: Any) -> Plan:
@@ -28,8 +29,14 @@ def tenant(tenant_id: str = "acme", p: Plan | None = None, **over: Any) -> Tenan
         lim_tmo=p.tokens_per_month,
         plan_scopes=list(p.scopes),
     )
+    used = {k: over.pop(k) for k in ("mtok", "mreq") if k in over}
     t = Tenant(tenant_id=tenant_id, **{**fields, **over})
     t.save()
+    scopes = over.get("plan_scopes")
+    gate_support.configure(t, p if scopes is None else Plan(**{**p.attribute_values,
+                                                              "scopes": list(scopes)}))  # fmt: skip
+    if used:
+        gate_support.set_shard(tenant_id, **{"tk": used.get("mtok", 0), "rq": used.get("mreq", 0)})
     return t
 
 
@@ -58,15 +65,25 @@ def key(
     )
     Secret(secret_hash=keyformat.hash_secret(secret), key_id=key_id, serial=1, **common).save()
     Key(key_id=key_id, token_budget=budget, **common).save()
-    entry = gate.new_entry(parent_key_id=parent, token_budget=budget)
-    Tenant(tenant_id).update(actions=[Tenant.gate[key_id].set(entry)])  # type: ignore[index]
+    gate_support.new_key(tenant_id, key_id, parent, budget)
     return key_id, secret
 
 
 def set_entry(tenant_id: str, key_id: str, **fields: Any) -> None:
-    t = Tenant.get(tenant_id)
-    t.gate[key_id].update(fields)
-    t.save()
+    """Change fields of a key's gate item (``functions/gate/items.py`` names)."""
+    gate_support.set_key(tenant_id, key_id, **fields)
+
+
+def suspend_with_children(tenant_id: str, key_id: str, status: str) -> None:
+    """Set a root key's status and cascade it to its children, as KeyService does."""
+    from functions.gate import admin
+
+    gate_support.set_key(tenant_id, key_id, s=status)
+    admin.cascade(gate_support.table(), key_id, status, time.time())
+
+
+def set_tenant_status(tenant_id: str, status: str) -> None:
+    gate_support.set_shard(tenant_id, st=status)
 
 
 def now() -> float:

@@ -15,8 +15,8 @@ import pytest
 
 from functions.api import handler as api
 from functions.authorizer import handler as authorizer
-from functions.common import gate
 from functions.common.models import Tenant
+from functions.gate import items as gate
 from tests.integration.api_events import (
     RoundTrips,
     Spy,

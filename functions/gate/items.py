@@ -1,0 +1,110 @@
+"""Names and addresses of the gate's items: the only module that spells them.
+
+Attribute names are short on purpose: every request writes a key item and a counter shard,
+and DynamoDB bills a write by the item's size (1 write unit per KB).
+
+Key item (``pk = k#<key_id>`` or ``k#<parent_id>`` for a delegated key, see :func:`key_address`):
+
+====== =================================================================================
+``s``  status: ``active`` | ``suspended`` | ``revoked``
+``ps`` a delegated key's parent status as last cascaded (absent on root keys)
+``w``  the UTC minute (epoch seconds // 60) that ``c`` counts in
+``c``  requests admitted in minute ``w``
+``n``  serial of the key's current secret; serial ``n - 1`` stays valid while ``g`` > now
+``g``  epoch seconds until which the previous secret (serial ``n - 1``) is still accepted
+``b``  token budget (delegated keys only, optional); ``u`` tokens used or reserved against it
+``tn`` the tenant id (for operators reading the table); ``x`` expiry (epoch seconds), if any
+====== =================================================================================
+
+Counter shard (``pk = t#<tenant>#<environment>#<index>``, ``sk = s``):
+
+====== =================================================================================
+``st`` the tenant's status; ``sc`` the plan's scopes; ``pl`` the plan's name
+``rpm`` per-key requests per minute (absent: unlimited)
+``mo`` the UTC month (``YYYY-MM``) the counters count in; ``rq`` requests; ``tk`` tokens
+       used or reserved
+``rl`` / ``tl`` the tenant's monthly request / token limit for this environment (absent:
+       unlimited); ``ra`` / ``ta`` this shard's allocation of them in month ``mo``
+``ns`` how many shards the tenant's environment has; ``ix`` this shard's index
+====== =================================================================================
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Final
+
+# -- key item --------------------------------------------------------------------------
+STATUS: Final = "s"
+PARENT_STATUS: Final = "ps"
+WINDOW: Final = "w"
+COUNT: Final = "c"
+SERIAL: Final = "n"
+GRACE: Final = "g"
+BUDGET: Final = "b"
+USED: Final = "u"
+TENANT: Final = "tn"
+EXPIRES: Final = "x"
+
+# -- counter shard ---------------------------------------------------------------------
+TENANT_STATUS: Final = "st"
+SCOPES: Final = "sc"
+PLAN: Final = "pl"
+RPM: Final = "rpm"
+MONTH: Final = "mo"
+REQUESTS: Final = "rq"
+TOKENS: Final = "tk"
+REQUEST_LIMIT: Final = "rl"
+TOKEN_LIMIT: Final = "tl"  # noqa: S105 - an attribute name
+REQUEST_ALLOC: Final = "ra"
+TOKEN_ALLOC: Final = "ta"  # noqa: S105 - an attribute name
+SHARDS: Final = "ns"
+INDEX: Final = "ix"
+
+ACTIVE: Final = "active"
+SUSPENDED: Final = "suspended"
+REVOKED: Final = "revoked"
+ENVIRONMENTS: Final = ("live", "test")
+MAX_SHARDS: Final = 64
+
+Address = dict[str, dict[str, str]]
+
+
+def key_address(key_id: str, parent_key_id: str | None = None) -> Address:
+    """Where a key's item lives. A delegated key sits in its parent's partition, so a
+    cascade reads every child of a parent with one strongly consistent Query."""
+    if parent_key_id:
+        return {"pk": {"S": f"k#{parent_key_id}"}, "sk": {"S": f"c#{key_id}"}}
+    return {"pk": {"S": f"k#{key_id}"}, "sk": {"S": "k"}}
+
+
+def children_partition(parent_key_id: str) -> str:
+    return f"k#{parent_key_id}"
+
+
+def shard_address(tenant_id: str, environment: str, index: int) -> Address:
+    return {"pk": {"S": f"t#{tenant_id}#{environment}#{index}"}, "sk": {"S": "s"}}
+
+
+def share(limit: int, shards: int, index: int) -> int:
+    """Shard ``index``'s base allocation of ``limit``: the shares add up to ``limit``."""
+    return limit // shards + (1 if index < limit % shards else 0)
+
+
+def minute_window(now: float | None = None) -> int:
+    return int((time.time() if now is None else now) // 60)
+
+
+def month_window(now: float | None = None) -> str:
+    return datetime.fromtimestamp(time.time() if now is None else now, UTC).strftime("%Y-%m")
+
+
+def seconds_to_next_minute(now: float) -> int:
+    return max(1, 60 - int(now) % 60)
+
+
+def seconds_to_next_month(now: float) -> int:
+    t = datetime.fromtimestamp(now, UTC)
+    nxt = datetime(t.year + (t.month == 12), t.month % 12 + 1, 1, tzinfo=UTC)
+    return max(1, int(nxt.timestamp() - now))
