@@ -133,7 +133,10 @@ def test_delegated_key_budget_is_reserved_and_enforced(tables: Any) -> None:
     reply = chat(who, HELLO, max_tokens=20)  # needs 23, 14 left
     assert reply.status == 429
     assert "delegated key" in reply.error["message"]
-    assert "retry-after" not in reply.headers  # a key budget does not refill
+    # issue 11 finding 6: every 429 carries Retry-After (a key budget does not refill: a day),
+    # and the message says what is left, not a misleading "needs up to"
+    assert reply.headers["retry-after"] == "86400"
+    assert "14 left" in reply.error["message"]
     assert tenant_item(tables)["gate"][child]["u"] == 6
     assert tenant_item(tables)["mtok"] == 6
 
