@@ -1,5 +1,6 @@
-"""Issue 3's figures: the authorizer's round trips, exactness, latency, cold start and
-revocation lag, each against a baseline measured in the same run."""
+"""The authorizer's round trips, exactness (one counter shard and several), latency, cold
+start and revocation lag, each against a baseline measured in the same run. How the figures
+move with the number of keys a tenant has is ``bench/scale.py``."""
 
 from __future__ import annotations
 
@@ -45,12 +46,12 @@ def _tenant(svc: Any, limits: dict[str, int]) -> tuple[str, str]:
 
 def run() -> Section:
     from functions.authorizer import handler
-    from functions.authorizer.logic import Windows
-    from functions.authorizer.store import build_update
     from functions.common import ddb
     from functions.common.config import TableNames
     from functions.common.keyformat import hash_secret
     from functions.common.routes import route_for
+    from functions.gate import admission
+    from functions.gate import items as gate_items
     from functions.keys.service import KeyService
 
     sec = Section("gate")
@@ -69,25 +70,30 @@ def run() -> Section:
     sec.add(
         "DynamoDB round trips per request, steady state",
         steady,
-        target="1 (ceiling 2)",
-        ok=steady <= 1.0,
+        target="ceiling 2 (1 was 0.1.0's, on one tenant-wide item)",
+        ok=steady <= 2.0,
         baseline="typical hand-written authorizers: 2-3",
+        note="the key item, then a counter shard: docs/architecture.md, 'The gate'",
     )
     sec.add(
-        "DynamoDB round trips, first request of a key in a container",
+        "DynamoDB round trips, first request of a key and tenant in a container",
         cold,
-        target="<= 2",
-        ok=cold <= 2,
+        target="<= 4",
+        ok=cold <= 4,
+        note="+ the Secret read and one shard read, once per container",
     )
 
     # -- exactness --------------------------------------------------------------------
-    for limit in ("requests_per_minute", "requests_per_month"):
+    for limit, extra in (("requests_per_minute", {}), ("requests_per_month", {}),
+                         ("requests_per_month", {"counter_shards": 4}),
+                         ("requests_per_month", {"counter_shards": 16})):  # fmt: skip
         now = time.time() // 60 * 60 + 5  # inside one minute: the window cannot roll over
-        rounds = [_exact_round(_tenant(svc, {limit: 100})[1], now) for _ in range(5)]
+        rounds = [_exact_round(_tenant(svc, {limit: 100, **extra})[1], now) for _ in range(5)]
+        shards = f", {extra['counter_shards']} counter shards" if extra else ""
         sec.add(
-            f"admitted of 160 by 32 clients, {limit.replace('_', ' ')} = 100, 5 rounds",
+            f"admitted of 160 by 32 clients, {limit.replace('_', ' ')} = 100{shards}, 5 rounds",
             " ".join(map(str, rounds)),
-            target="exactly 100 each round",
+            target="exactly 100 each round (0 over; early refusals <= 1 % of the limit)",
             ok=all(a == 100 for a in rounds),
             baseline="API Gateway usage plans: documented as best effort",
         )
@@ -95,21 +101,22 @@ def run() -> Section:
     # -- latency against one plain GetItem ------------------------------------------
     _, secret = _tenant(svc, {"requests_per_minute": 10**6})
     handler.handler(_event(secret), _Ctx())
-    tenants = TableNames.from_env().tenants
-    tenant_id = next(iter(svc.list_tenants()))["tenant_id"]
-
-    def get_item() -> None:
-        client.get_item(TableName=tenants, Key={"tenant_id": {"S": tenant_id}})
-
+    table = TableNames.from_env().gate
     facts = handler.store().facts(hash_secret(secret))
     assert facts is not None
     route = route_for("POST", "/v1/chat/completions")
     assert route is not None
-    request = build_update(tenants, facts, route, time.time(), Windows(False, False))
+    shard_key = gate_items.shard_address(facts.tenant_id, facts.environment, 0)
+
+    def get_item() -> None:
+        client.get_item(TableName=table, Key=shard_key)
 
     def bare_update() -> None:
-        request["ExpressionAttributeValues"][":now"] = {"N": str(int(time.time()))}
-        client.update_item(**request)
+        now = time.time()
+        window = admission.KeyWindow(False, gate_items.minute_window(now))
+        client.update_item(**admission.key_update(table, facts, now, 10**6, window))
+        month = gate_items.month_window(now)
+        client.update_item(**admission.shard_update(table, facts, route, 0, month, 10**6))
 
     def authorize() -> None:
         handler.handler(_event(secret), _Ctx())
@@ -124,14 +131,14 @@ def run() -> Section:
             round(a / b, 2),
             unit="x",
             baseline=f"GetItem {b:.2f} ms; handler {a:.2f} ms",
-            target="<= 1.3",
-            ok=a / b <= 1.3,
+            target="<= 2.6 (two sequential writes; 0.1.0 measured 1.8 for one)",
+            ok=a / b <= 2.6,
             note="moto evaluates condition expressions in Python; see next row",
         )
     for p in (50, 99):
         b, a = percentile(bare, p), percentile(auth2, p)
         sec.add(
-            f"authorizer handler p{p} / its own UpdateItem sent bare p{p}",
+            f"authorizer handler p{p} / its own two UpdateItems sent bare p{p}",
             round(a / b, 2),
             unit="x",
             baseline=f"bare {b:.2f} ms; handler {a:.2f} ms",

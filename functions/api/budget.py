@@ -173,6 +173,7 @@ class Budget:
         """
         if window.unlimited:
             return self._reservation(tenant_id, key_id, window, 0, max_tokens)
+        refusal: InsufficientQuota | None = None  # raised if others keep taking what is left
         for _ in range(ATTEMPTS):
             amount = prompt_tokens + max_tokens
             if window.key_budget is not None:
@@ -188,7 +189,7 @@ class Budget:
                     if left is None or left >= amount:
                         continue
                     if flexible and left - prompt_tokens >= 1:
-                        max_tokens = left - prompt_tokens
+                        max_tokens, refusal = left - prompt_tokens, _key_refusal(amount, left)
                         continue
                     raise _key_refusal(amount, left) from None
             try:
@@ -196,12 +197,19 @@ class Budget:
             except ConditionFailed as failed:
                 if window.key_budget is not None:
                     self._give_back_key(key_id, window, amount)
-                window, max_tokens = self._after_shard_refusal(
-                    failed.old, tenant_id, key_id, window, amount, prompt_tokens, max_tokens,
-                    flexible,
-                )  # fmt: skip
+                from functions.gate.store import DependencyError
+
+                try:
+                    window, max_tokens, refusal = self._after_shard_refusal(
+                        failed.old, tenant_id, key_id, window, amount, prompt_tokens,
+                        max_tokens, flexible,
+                    )  # fmt: skip
+                except DependencyError:
+                    raise ServiceUnavailable("The token budget is unavailable; retry.") from None
                 continue
             return self._reservation(tenant_id, key_id, window, amount, max_tokens)
+        if refusal is not None:
+            raise refusal
         raise ServiceUnavailable("The token budget kept changing while reserving; retry.")
 
     def _after_shard_refusal(
@@ -214,8 +222,9 @@ class Budget:
         prompt_tokens: int,
         max_tokens: int,
         flexible: bool,
-    ) -> tuple[Window, int]:
-        """The fresh window to try again with (and the allowance), or raise a refusal."""
+    ) -> tuple[Window, int, InsufficientQuota | None]:
+        """The fresh window to try again with, the allowance, and the refusal to give if
+        others keep taking what is left; or raise a refusal."""
         from functions.gate import admission, store
 
         if not old or old.get(it.TENANT_STATUS) != it.ACTIVE:
@@ -226,12 +235,12 @@ class Budget:
             with contextlib.suppress(store.ConditionFailed):
                 store.call("update_item", **admission.rollover(self._store.tables.gate, view,
                                                                window.month))  # fmt: skip
-            return window, max_tokens
+            return window, max_tokens, None
         alloc = None if old.get(it.TOKEN_ALLOC) is None else int(old[it.TOKEN_ALLOC])
         window = _with(window, month=month, tenant_limit=alloc)
         left = _left(alloc, old.get(it.TOKENS))
         if left is None or left >= amount:
-            return window, max_tokens
+            return window, max_tokens, None
         shards = max(1, int(old.get(it.SHARDS) or 1))
         if shards > 1:
             facts = admission.Facts(key_id, tenant_id, window.environment, "", frozenset(),
@@ -239,9 +248,9 @@ class Budget:
             view_s = admission.ShardView.of(old)
             if store.borrow(self._store.tables.gate, facts, window.shard, view_s, it.TOKENS,
                             amount - left, month):  # fmt: skip
-                return window, max_tokens
+                return window, max_tokens, None
         if flexible and left - prompt_tokens >= 1:
-            return window, left - prompt_tokens
+            return window, left - prompt_tokens, _tenant_refusal(amount, left)
         raise _tenant_refusal(amount, left)
 
     def _give_back_key(self, key_id: str, window: Window, amount: int) -> None:

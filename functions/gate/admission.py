@@ -105,6 +105,9 @@ def key_update(
     if window.stale:
         conditions.append("#w < :minute")
         sets = "#w = :minute, #c = :one"
+        if rpm is not None:  # a limit of 0 admits nothing, even in a fresh minute
+            values[":rpm"] = _n(rpm)
+            conditions.append(":one <= :rpm")
     else:
         conditions.append("#w = :minute")
         sets = "#c = #c + :one"

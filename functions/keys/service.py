@@ -221,7 +221,7 @@ class KeyService:
         gate.configure(self.gate_table, tenant_id, _gate_config(tenant, p), self.now())
         self._audit("tenant.created", tenant_id=tenant_id, actor=who, details={"plan": p.name})
         log.info("tenant %s created on plan %s", tenant_id, p.name)
-        return tenant_view(tenant)
+        return tenant_view(tenant, keys=0)
 
     def list_tenants(self) -> list[dict[str, Any]]:
         return sorted((tenant_view(t) for t in Tenant.scan()), key=lambda t: t["tenant_id"])
@@ -231,7 +231,8 @@ class KeyService:
         tenant = self._tenant(tenant_id)
         counters = {env: gate.shard_totals(self.gate_table, tenant_id, env)
                     for env in gate_items.ENVIRONMENTS}  # fmt: skip
-        return tenant_view(tenant, counters)
+        keys = Key.by_tenant.count(tenant_id)
+        return tenant_view(tenant, counters, keys)
 
     def set_plan(self, tenant_id: str, plan: str, *, actor: str | None = None) -> dict[str, Any]:
         """Move a tenant to ``plan`` and copy that plan's limits and scopes onto it again.

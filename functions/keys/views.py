@@ -59,7 +59,7 @@ def plan_view(plan: Plan) -> dict[str, Any]:
 
 
 def tenant_view(
-    tenant: Tenant, counters: dict[str, dict[str, Any]] | None = None
+    tenant: Tenant, counters: dict[str, dict[str, Any]] | None = None, keys: int | None = None
 ) -> dict[str, Any]:
     """``counters``: the gate's totals per environment (``functions/gate/admin.py``
     ``shard_totals``); the month fields show the live ones."""
@@ -82,6 +82,8 @@ def tenant_view(
     }
     if counters is not None:
         view["counters"] = counters
+    if keys is not None:
+        view["keys"] = keys  # keys ever issued (revoked and expired included)
     return view
 
 

@@ -15,8 +15,8 @@ import pytest
 
 from functions.api import handler as api
 from functions.authorizer import handler as authorizer
-from functions.common.models import Tenant
 from functions.gate import items as gate
+from tests import gate_support
 from tests.integration.api_events import (
     RoundTrips,
     Spy,
@@ -164,7 +164,7 @@ def test_stale_context_is_retried_with_fresh_limits(tables: Any) -> None:
     raised = who_for("acme", key, lim_tmo="10")  # the limit was raised since
     assert chat(raised, HELLO, max_tokens=50).status == 200
     lowered = who_for("acme", key, lim_tmo="100000")
-    Tenant("acme").update(actions=[Tenant.lim_tmo.set(20)])  # lowered since
+    gate_support.set_shard("acme", ta=20)  # lowered since (the shard's allocation)
     assert chat(lowered, HELLO, max_tokens=50).status == 429
     assert tenant_item(tables)["mtok"] == 6
 
@@ -183,7 +183,7 @@ def test_settle_after_a_rollover_leaves_the_new_month_alone(tables: Any) -> None
     child = make_key("acme", parent=parent, budget=500)
 
     def roll_over() -> None:
-        Tenant("acme").update(actions=[Tenant.mo.set("2999-01"), Tenant.mtok.set(0)])
+        gate_support.set_shard("acme", mo="2999-01", tk=0)
 
     install("echo", Spy(during=roll_over))
     assert chat(who_for("acme", child), HELLO, max_tokens=50).status == 200

@@ -15,6 +15,7 @@ import pytest
 
 from functions.api import handler as api
 from functions.api.errors import ProviderError
+from tests import gate_support
 from tests.integration.api_events import (
     RoundTrips,
     Spy,
@@ -260,7 +261,9 @@ def test_test_key_reaches_only_echo(dynamodb: Any, tables: Any) -> None:
     refused = next(e for e in events if e["status"] == "error")
     assert refused["error_class"] == "model_not_allowed_for_test_key"
     assert refused["prompt_tokens"] == refused["completion_tokens"] == 0
-    assert tenant_item(tables)["mtok"] == 2  # only the echo request counted
+    # only the echo request counted, and on the test keys' own counters (issue 12)
+    assert gate_support.view("acme", "test")["mtok"] == 2
+    assert tenant_item(tables)["mtok"] == 0
 
 
 def test_live_key_sees_and_uses_only_its_plans_models(who: Who, tables: Any) -> None:

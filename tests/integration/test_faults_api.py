@@ -67,7 +67,7 @@ def test_a_failed_usage_put_is_logged_and_its_tokens_stay_counted(
 def test_an_ambiguous_reserve_over_counts_and_never_under(
     dynamodb: Any, faults: Faults, caller: Any
 ) -> None:
-    faults.next_request(AMBIGUOUS, operation="UpdateItem", table="tollgate-tenants")
+    faults.next_request(AMBIGUOUS, operation="UpdateItem", table="tollgate-gate")
     reply = chat(caller, "four words right here")
     assert reply.status == 200
     counter, events = used(dynamodb)

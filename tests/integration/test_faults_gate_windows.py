@@ -21,6 +21,7 @@ from functions.authorizer import handler as authorizer
 from functions.common import ddb
 from functions.common.routes import route_for
 from functions.keys import KeyService
+from tests import gate_support
 from tests.authorizer_events import request_event
 
 MINUTE = 29_930_536  # a UTC minute (epoch seconds // 60)
@@ -49,10 +50,7 @@ def verdict(secret: str, now: float) -> str:
 
 
 def gate_entry(dynamodb: Any) -> dict[str, Any]:
-    item = dynamodb.get_item(
-        TableName="tollgate-tenants", Key={"tenant_id": {"S": "acme"}}, ConsistentRead=True
-    )["Item"]
-    (entry,) = ddb.item_from_ddb(item)["gate"].values()
+    (entry,) = gate_support.view("acme")["gate"].values()
     return dict(entry)
 
 

@@ -9,8 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from functions.authorizer import handler, logic
-from functions.common import gate, keyformat
+from functions.common import keyformat
 from functions.common.routes import ROUTES, route_for
+from functions.gate import admission as ad
+from functions.gate import items as gate
 from tests.authorizer_events import LambdaContext, request_event
 
 CHAT = route_for("POST", "/v1/chat/completions")
@@ -29,18 +31,25 @@ def facts(**over: Any) -> logic.Facts:
     return logic.Facts(**base)
 
 
-def tenant_item(entry: dict[str, Any] | None = None, **over: Any) -> dict[str, Any]:
-    e = gate.new_entry()
-    e.update({"w": gate.minute_window(NOW), "c": 0})
-    if entry:
-        e.update(entry)
+def key_item(**over: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {"s": "active", "w": gate.minute_window(NOW), "c": 0, "n": 1, "g": 0}
+    item.update(over)
+    return item
+
+
+def shard(**over: Any) -> dict[str, Any]:
     item: dict[str, Any] = {
-        "tenant_id": "acme", "status": "active", "plan": "starter",
-        "plan_scopes": ["inference:invoke", "tools:execute", "finetune:read"],
-        "mo": gate.month_window(NOW), "mreq": 0, "mtok": 0, "gate": {"key_a": e},
+        "st": "active", "pl": "starter", "sc": ["inference:invoke", "tools:execute"],
+        "mo": gate.month_window(NOW), "rq": 0, "tk": 0, "ns": 1, "ix": 0,
     }  # fmt: skip
     item.update(over)
     return item
+
+
+def diagnose_shard(item: dict[str, Any] | None, f: ad.Facts | None = None, rpm: Any = None) -> Any:
+    return ad.diagnose_shard(
+        item, f or facts(), CHAT, NOW, gate.month_window(NOW), rpm, "tollgate-gate"
+    )
 
 
 class TestExtractKey:
@@ -94,56 +103,90 @@ class TestCheckFacts:
 
 
 class TestDiagnose:
-    def test_reasons(self) -> None:
-        cases: list[tuple[dict[str, Any], logic.Facts, str]] = [
-            ({"status": "suspended"}, facts(), "tenant_inactive"),
-            ({"gate": {}}, facts(), "key_revoked"),
-            ({"gate": {"key_a": {"s": "revoked"}}}, facts(), "key_revoked"),
-            ({"gate": {"key_a": {"s": "suspended"}}}, facts(), "key_suspended"),
-            ({"plan_scopes": []}, facts(), "scope_not_in_plan"),
-            ({"lim_tmo": 10, "mtok": 10}, facts(), "insufficient_quota"),
-            ({"lim_rmo": 5, "mreq": 5}, facts(), "quota_exceeded"),
-        ]
-        for over, f, code in cases:
-            d = logic.diagnose(tenant_item(**over), f, CHAT, NOW)
-            assert isinstance(d, logic.Decision) and d.code == code, (over, d)
+    """The Python form of the admission rule (``functions/gate/admission.py``); that it agrees
+    with the conditional writes is tests/integration/test_gate_rule_agrees.py."""
 
-    def test_missing_tenant(self) -> None:
-        assert logic.diagnose(None, facts(), CHAT, NOW) is logic.TENANT_INACTIVE
+    def test_key_reasons(self) -> None:
+        cases: list[tuple[dict[str, Any], str]] = [
+            ({"s": "revoked"}, "key_revoked"),
+            ({"s": "suspended"}, "key_suspended"),
+            ({"c": 3}, "rate_limit_exceeded"),
+        ]
+        for over, code in cases:
+            d = ad.diagnose_key(key_item(**over), facts(), NOW, 3)
+            assert isinstance(d, logic.Decision) and d.code == code, (over, d)
+        assert ad.diagnose_key(None, facts(), NOW, 3) is None  # no item at all
+
+    def test_shard_reasons(self) -> None:
+        cases: list[tuple[dict[str, Any], str]] = [
+            ({"st": "suspended"}, "tenant_inactive"),
+            ({"sc": []}, "scope_not_in_plan"),
+            ({"ta": 10, "tk": 10}, "insufficient_quota"),
+            ({"ra": 5, "rq": 5}, "quota_exceeded"),
+        ]
+        for over, code in cases:
+            d = diagnose_shard(shard(**over))
+            assert isinstance(d, logic.Decision) and d.code == code, (over, d)
+        assert diagnose_shard(None) is None
+
+    def test_test_keys_have_their_own_refusal_text(self) -> None:
+        d = diagnose_shard(shard(ra=5, rq=5), facts(environment="test"))
+        assert isinstance(d, logic.Decision) and "test-key" in d.message
 
     def test_rate_limit_with_retry_after(self) -> None:
-        d = logic.diagnose(tenant_item({"c": 3}, lim_rpm=3), facts(), CHAT, NOW)
+        d = ad.diagnose_key(key_item(c=3), facts(), NOW, 3)
         assert isinstance(d, logic.Decision) and d.code == "rate_limit_exceeded"
         assert 1 <= d.retry_after <= 60
 
     def test_rotation_grace(self) -> None:
-        in_grace = tenant_item({"n": 2, "g": NOW + 60})
-        assert isinstance(logic.diagnose(in_grace, facts(serial=1), CHAT, NOW), logic.Windows)
-        over = tenant_item({"n": 2, "g": NOW - 1})
-        assert logic.diagnose(over, facts(serial=1), CHAT, NOW) is logic.ROTATED_OUT
-        two_back = tenant_item({"n": 3, "g": NOW + 60})
-        assert logic.diagnose(two_back, facts(serial=1), CHAT, NOW) is logic.ROTATED_OUT
+        in_grace = key_item(n=2, g=NOW + 60)
+        assert isinstance(ad.diagnose_key(in_grace, facts(serial=1), NOW, None), ad.KeyWindow)
+        over = key_item(n=2, g=NOW - 1)
+        assert ad.diagnose_key(over, facts(serial=1), NOW, None) is logic.ROTATED_OUT
+        two_back = key_item(n=3, g=NOW + 60)
+        assert ad.diagnose_key(two_back, facts(serial=1), NOW, None) is logic.ROTATED_OUT
 
     def test_delegated(self) -> None:
         child = facts(key_id="key_c", parent_key_id="key_a")
-        item = tenant_item()
-        item["gate"]["key_c"] = {**gate.new_entry(parent_key_id="key_a", token_budget=5), "u": 5}
-        d = logic.diagnose(item, child, CHAT, NOW)
+        d = ad.diagnose_key(key_item(b=5, u=5), child, NOW, None)
         assert isinstance(d, logic.Decision) and d.code == "insufficient_quota"
-        item["gate"]["key_a"]["s"] = "suspended"
-        assert logic.diagnose(item, child, CHAT, NOW) is logic.PARENT_INACTIVE
+        assert ad.diagnose_key(key_item(ps="suspended"), child, NOW, None) is logic.PARENT_INACTIVE
 
     def test_stale_windows(self) -> None:
-        item = tenant_item({"w": 1, "c": 99}, lim_rpm=3, mo="2000-01", mreq=99, lim_rmo=5)
-        d = logic.diagnose(item, facts(), CHAT, NOW)
-        assert isinstance(d, logic.Windows) and (d.minute_stale, d.month_stale) == (True, True)
-        assert d.minute == gate.minute_window(NOW) and d.month == gate.month_window(NOW)
+        d = ad.diagnose_key(key_item(w=1, c=99), facts(), NOW, 3)
+        assert d == ad.KeyWindow(True, gate.minute_window(NOW))
+        old_month = diagnose_shard(shard(mo="2000-01", rq=99, ra=5, rl=5))
+        assert isinstance(old_month, ad.Rollover)
+        assert ":ra" in old_month.request["ExpressionAttributeValues"]  # back to its share
 
     def test_windows_never_move_back(self) -> None:
-        ahead = tenant_item({"w": gate.minute_window(NOW) + 1, "c": 0}, mo="2999-01")
-        d = logic.diagnose(ahead, facts(), CHAT, NOW)
-        assert isinstance(d, logic.Windows) and not d.minute_stale and not d.month_stale
-        assert d.minute == gate.minute_window(NOW) + 1 and d.month == "2999-01"
+        ahead = key_item(w=gate.minute_window(NOW) + 1, c=0)
+        assert ad.diagnose_key(ahead, facts(), NOW, 3) == ad.KeyWindow(
+            False, gate.minute_window(NOW) + 1
+        )
+        assert diagnose_shard(shard(mo="2999-01")) == ad.Retry("2999-01")
+
+    def test_a_changed_plan_limit_is_refreshed_not_refused(self) -> None:
+        assert diagnose_shard(shard(rpm=10), rpm=5) == ad.NewRpm(10)
+
+    def test_a_spent_shard_borrows_when_the_tenant_has_others(self) -> None:
+        assert diagnose_shard(shard(ra=5, rq=5, ns=4)) == ad.Borrow("rq", 1)
+        assert diagnose_shard(shard(ta=5, tk=5, ns=4)) == ad.Borrow("tk", 1)
+
+
+class TestShares:
+    @given(limit=st.integers(0, 10**9), shards=st.integers(1, 64))
+    def test_shares_add_up_to_the_limit(self, limit: int, shards: int) -> None:
+        parts = [gate.share(limit, shards, i) for i in range(shards)]
+        assert sum(parts) == limit and max(parts) - min(parts) <= 1
+
+    def test_donor_is_the_shard_with_most_left_and_gives_half(self) -> None:
+        month = gate.month_window(NOW)
+        shards = [shard(ix=0, ra=10, rq=10), shard(ix=1, ra=10, rq=2), shard(ix=2, ra=10, rq=6),
+                  shard(ix=3, ra=10, rq=0, mo="2000-01")]  # fmt: skip
+        found = ad.pick_donor(shards, "rq", 1, month, exclude=0)
+        assert found is not None and found[0]["ix"] == 1 and found[1] == 4
+        assert ad.pick_donor(shards[:1], "rq", 1, month, exclude=0) is None
 
 
 class _NoDynamoDB:
