@@ -138,7 +138,7 @@ class Detection(Construct):
             FunctionSpec(
                 "DetectorRefusals",
                 REFUSALS_HANDLER,
-                service="detector",
+                service="detector-refusals",
                 description="Tollgate: refused requests (access logs) -> stuffing sources",
                 tables={
                     "detector": ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem")

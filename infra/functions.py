@@ -44,6 +44,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from functions.common.config import TABLE_ENV
+from functions.common.observability import DEFAULT_SERVICE, METRICS_NAMESPACE, SERVICE_ENV
 from infra.nag import acknowledge
 from infra.settings import Settings
 from infra.tables import Tables
@@ -201,6 +202,8 @@ class FunctionSpec:
     ``tables`` maps a table kind to the DynamoDB actions the function performs on it; it
     decides both the role's statements and the ``TOLLGATE_TABLE_*`` variables the function
     gets. ``statements`` are any other permissions (Bedrock, Secrets Manager, ...).
+    ``service`` names the function in its logs and metrics (:attr:`service_name`); no two
+    functions of a stack share one.
     """
 
     name: str
@@ -215,6 +218,12 @@ class FunctionSpec:
     reserved_concurrency: int | None = None
     tracing: bool = False
     p99_alarm_ms: int | None = None  # alarm when p99 duration stays above this
+
+    @property
+    def service_name(self) -> str:
+        """``POWERTOOLS_SERVICE_NAME``: the ``service`` of every log line and the ``service``
+        dimension of every metric the function writes (``tollgate-authorizer``, ...)."""
+        return f"{DEFAULT_SERVICE}-{self.service}"
 
 
 class Functions(Construct):
@@ -237,6 +246,12 @@ class Functions(Construct):
         self.specs: list[FunctionSpec] = []
 
     def add(self, spec: FunctionSpec) -> lambda_.Function:
+        taken = {s.service_name: s.name for s in self.specs}
+        if spec.service_name in taken:
+            raise ValueError(
+                f"{spec.name}: service {spec.service!r} is {taken[spec.service_name]}'s; "
+                "each function logs and reports metrics under its own service name"
+            )
         scope = Construct(self, spec.name)
         role = iam.Role(
             scope,
@@ -263,8 +278,8 @@ class Functions(Construct):
             role.add_to_policy(statement)
 
         environment = {
-            "POWERTOOLS_SERVICE_NAME": spec.service,
-            "POWERTOOLS_METRICS_NAMESPACE": "Tollgate",
+            SERVICE_ENV: spec.service_name,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "LOG_LEVEL": self.settings.log_level,
             **{TABLE_ENV[kind]: self.tables.tables[kind].table_name for kind in spec.tables},
             **spec.environment,
