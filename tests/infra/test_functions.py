@@ -214,10 +214,11 @@ def test_pip_bundler_copies_functions_and_drops_runtime_packages(
         _fake_dist(target, "pynamodb", {"pynamodb/__init__.py": ""})
         (target / "bin").mkdir()
         (target / "bin" / "jp.py").write_text("")
+        return type("Done", (), {"returncode": 0})()
 
     monkeypatch.setattr("infra.functions.subprocess.run", fake_pip)
     out = tmp_path / "out"
-    assert PipBundler().try_bundle(str(out)) is True
+    assert PipBundler(cache=tmp_path / "cache").try_bundle(str(out)) is True
     (argv,) = calls
     for flag in ("manylinux2014_aarch64", "--only-binary=:all:", "3.13", "cp", "--no-compile"):
         assert flag in argv
