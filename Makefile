@@ -66,4 +66,4 @@ deploy: install $(CDK)  ## deploy to the AWS account of your credentials (npx cd
 	$(CDK) deploy --no-notices $(CDK_ARGS)
 
 clean:
-	rm -rf $(VENV) cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) cdk.out .bundle node_modules .pytest_cache .mypy_cache .ruff_cache
