@@ -295,6 +295,7 @@ class LocalGateway:
         if allowed is None or not isinstance(context, dict):
             return _gateway_response("AUTHORIZER_CONFIGURATION_ERROR")
         log["keyId"] = str(context.get("key_id") or "-")
+        log["tenantId"] = str(context.get("tenant_id") or "-")  # as the stack's access log
         log["decision"] = str(context.get("code") or "-")
         if not allowed:
             log["errorType"] = "ACCESS_DENIED"
