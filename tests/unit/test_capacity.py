@@ -210,7 +210,8 @@ def _score(top: int | None = None, wins: int = 3, losses: int = 1) -> dict[str, 
 
 def test_table_spec_reads_a_description() -> None:
     assert GAME_SCORES.key == ("UserId", "GameTitle")  # hash first
-    assert INDEX == IndexSpec("GameTitleIndex", ("GameTitle", "TopScore"), "INCLUDE", ("Wins",))
+    expected = IndexSpec("GameTitleIndex", ("GameTitle", "TopScore"), "INCLUDE", ("Wins",))
+    assert GAME_SCORES.indexes == (expected,)
 
 
 def test_gsi_write_rules() -> None:
