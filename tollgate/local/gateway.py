@@ -7,8 +7,9 @@ For each HTTP request it does what the deployed stack's API Gateway does:
 2. for an authorized route, build the REQUEST-authorizer event and call the real authorizer
    handler: raising "Unauthorized" gives UNAUTHORIZED (401), any other exception
    AUTHORIZER_FAILURE (503), a malformed answer AUTHORIZER_CONFIGURATION_ERROR; the returned
-   policy is evaluated against the method ARN (explicit Deny wins, Allow required; ``*`` and
-   ``?`` wildcards) and a refusal gets ACCESS_DENIED with ``$context.authorizer.*`` filled in;
+   policy is evaluated against the method ARN as IAM matches a ``Resource`` (explicit Deny
+   wins, Allow required; ``*`` and ``?`` wildcards, no escape: ``_arn_matches``) and a
+   refusal gets ACCESS_DENIED with ``$context.authorizer.*`` filled in;
 3. build the Lambda proxy event, with ``requestContext.authorizer`` holding the principal id
    and the authorizer's context, call the real API handler, and turn its proxy response into
    the HTTP response; an exception or a malformed response gives DEFAULT_5XX (502).
@@ -75,9 +76,28 @@ def _gateway_response(kind: str, context: dict[str, Any] | None = None) -> Respo
     )
 
 
+def _segment_regex(pattern: str, *, crosses_colons: bool) -> str:
+    """One ARN segment's IAM wildcards as a regex: ``*`` any run of characters, ``?`` any one
+    character, everything else literal (IAM has no escape)."""
+    one, run = (".", ".*") if crosses_colons else ("[^:]", "[^:]*")
+    return "".join(run if c == "*" else one if c == "?" else re.escape(c) for c in pattern)
+
+
 def _arn_matches(pattern: str, arn: str) -> bool:
-    regex = "^" + ".*".join(".".join(map(re.escape, p.split("?"))) for p in pattern.split("*"))
-    return re.match(regex + "$", arn) is not None
+    """IAM's ``Resource`` matching: the ARN's first five segments (split at colons) are
+    matched one by one, and a ``*`` that ends a segment may run past its colon (so ``*``
+    alone matches every ARN); the sixth, the resource (``api-id/stage/METHOD/path``, colons
+    and all), is matched whole. Case matters; a newline is a character like any other."""
+    head = pattern.split(":", 5)
+    if len(head) < 6 and not head[-1].endswith("*"):
+        return False
+    parts = [
+        _segment_regex(seg, crosses_colons=False) + (".*" if seg.endswith("*") else "")
+        for seg in head[:5]
+    ]
+    if len(head) == 6:
+        parts.append(_segment_regex(head[5], crosses_colons=True))
+    return re.fullmatch(":".join(parts), arn, flags=re.DOTALL) is not None
 
 
 def policy_allows(policy: Any, method_arn: str) -> bool | None:
@@ -128,7 +148,13 @@ class LocalGateway:
             multi.setdefault(name, []).append(value)
         return single, multi
 
-    def _method_arn(self, route: Route, path: str) -> str:
+    @staticmethod
+    def method_arn(route: Route, path: str) -> str:
+        """The method ARN API Gateway hands the authorizer: the request's own path (not the
+        resource template), every character kept, colons included. The path is the
+        percent-decoded one this gateway routes on and puts in ``path``; whether API Gateway
+        decodes it here too is not verified (docs/architecture.md): the authorizer echoes
+        the ARN back verbatim, so it does not depend on it."""
         return f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{STAGE}/{route.method}{path}"
 
     def _request_context(
@@ -159,7 +185,7 @@ class LocalGateway:
         query = request.args
         return {
             "type": "REQUEST",
-            "methodArn": self._method_arn(route, request.path),
+            "methodArn": self.method_arn(route, request.path),
             "resource": route.path,
             "path": request.path,
             "httpMethod": route.method,
