@@ -131,7 +131,10 @@ def test_api_role_exact_actions(dev: Synth) -> None:
     }
     pairs = all_grants(dev, fn)
     bedrock = {r for a, r in pairs if a.startswith("bedrock:")}
-    assert {a for a, _ in pairs if a.startswith("bedrock:")} == {"bedrock:InvokeModel"}
+    assert {a for a, _ in pairs if a.startswith("bedrock:")} == {
+        "bedrock:InvokeModel",
+        "bedrock:InvokeModelWithResponseStream",  # ConverseStream
+    }
     assert bedrock == {
         "arn:<AWS::Partition>:bedrock:<AWS::Region>::foundation-model/"
         "anthropic.claude-3-haiku-20240307-v1:0"

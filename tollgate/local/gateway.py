@@ -13,6 +13,10 @@ For each HTTP request it does what the deployed stack's API Gateway does:
 3. build the Lambda proxy event, with ``requestContext.authorizer`` holding the principal id
    and the authorizer's context, call the real API handler, and turn its proxy response into
    the HTTP response; an exception or a malformed response gives DEFAULT_5XX (502).
+   A ``streaming`` route (API Gateway's response streaming) goes through the same bytes the
+   function's runtime streams in AWS: the result as an integration response (JSON prelude,
+   8 NUL bytes, body; functions/api/streaming.py), read back as API Gateway reads it, and
+   each piece is written to the client (chunked) as the handler produces it.
 
 The authorizer result is never cached (the stack sets TTL 0). Handlers run in the gateway's
 threads; DynamoDB atomicity comes from moto being serialised (``tollgate.local.aws``).
@@ -34,6 +38,12 @@ from werkzeug.datastructures import Headers
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from functions.api.streaming import (
+    MalformedIntegrationResponse,
+    integration_response,
+    is_streamed,
+    read_integration_response,
+)
 from functions.common.routes import HANDLERS, Route, match, render_gateway_response
 
 ACCOUNT = "123456789012"
@@ -41,20 +51,23 @@ API_ID = "local"
 STAGE = "prod"
 REGION = "us-east-1"
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+BUFFERED_TIMEOUT_MS = 29_000  # API Gateway's integration timeout (buffered routes)
+STREAMING_TIMEOUT_MS = 900_000  # the streaming integration's and the function's: 15 minutes
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
 class LambdaContext:
     """The attributes Powertools reads from a Lambda context."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, timeout_ms: int = BUFFERED_TIMEOUT_MS) -> None:
         self.function_name = name
         self.memory_limit_in_mb = 256
         self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
         self.aws_request_id = str(uuid.uuid4())
+        self._deadline = time.monotonic() + timeout_ms / 1000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 def _load(path: str) -> Handler | None:
@@ -292,8 +305,11 @@ class LocalGateway:
                 content_type="application/json",
             )
         event = self.proxy_event(request, route, params, rc, authorizer_ctx)
+        timeout_ms = STREAMING_TIMEOUT_MS if route.streaming else BUFFERED_TIMEOUT_MS
         try:
-            result = api(event, LambdaContext(f"tollgate-{route.function}"))
+            result = api(event, LambdaContext(f"tollgate-{route.function}", timeout_ms))
+            if route.streaming:
+                return self._streamed_response(result)
             return self._proxy_response(result)
         except Exception:  # the function failed: API Gateway answers 502
             return _gateway_response("DEFAULT_5XX")
@@ -329,8 +345,26 @@ class LocalGateway:
         return {"principalId": policy.get("principalId", ""), **context}
 
     @staticmethod
+    def _streamed_response(result: Any) -> Response:
+        """A streaming integration: the integration-response bytes the function streams,
+        read as API Gateway reads them; the body goes out piece by piece as produced."""
+        if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int):
+            return _gateway_response("DEFAULT_5XX")
+        try:
+            streamed = read_integration_response(integration_response(result))
+        except MalformedIntegrationResponse:
+            return _gateway_response("DEFAULT_5XX")
+        headers = Headers()
+        for name, value in streamed.headers:
+            headers.add(name, value)
+        return Response(streamed.body, status=streamed.status, headers=headers,
+                        direct_passthrough=True)  # fmt: skip
+
+    @staticmethod
     def _proxy_response(result: Any) -> Response:
         if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int):
+            return _gateway_response("DEFAULT_5XX")
+        if is_streamed(result):  # only a streaming integration can carry an iterator
             return _gateway_response("DEFAULT_5XX")
         headers = Headers()
         for name, value in (result.get("headers") or {}).items():
