@@ -55,11 +55,15 @@ $(CDK): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The dependencies are fetched once per change of requirements.txt and kept in .bundle/: a
+# synth with nothing changed needs no network (docs/deploy.md). The rm drops what an
+# interrupted or failed bundling of an older version left in cdk.out/.
 synth: install $(CDK)  ## bundle the code asset (no Docker), run cdk-nag, write cdk.out/
+	rm -rf cdk.out/bundling-temp-* cdk.out/asset.*-building
 	$(CDK) synth --no-notices --quiet $(CDK_ARGS)
 
 deploy: install $(CDK)  ## deploy to the AWS account of your credentials (npx cdk bootstrap once first)
 	$(CDK) deploy --no-notices $(CDK_ARGS)
 
 clean:
-	rm -rf $(VENV) cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) cdk.out .bundle node_modules .pytest_cache .mypy_cache .ruff_cache

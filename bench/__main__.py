@@ -6,6 +6,7 @@ Sections: ``python -m bench gate api`` runs only those; no argument runs all.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 import platform
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from bench.common import Figure, Section
 
-SECTIONS = ("gate", "api", "usage", "detect", "package", "soak")
+SECTIONS = ("gate", "api", "usage", "detect", "package", "soak", "peers")
 HERE = Path(__file__).parent
 
 
@@ -89,7 +90,7 @@ def main(argv: list[str]) -> int:
     from bench.env import moto_tables
 
     sections: list[Section] = []
-    with moto_tables():
+    with moto_tables() as server:
         for name in wanted:
             try:
                 module = importlib.import_module(f"bench.{name}")
@@ -97,7 +98,9 @@ def main(argv: list[str]) -> int:
                 print(f"[{name}] not built yet, skipped", flush=True)
                 continue
             print(f"[{name}]", flush=True)
-            sections.append(module.run())
+            # A section that takes the server gets it (for its write meter: server.metered()).
+            wants_server = "server" in inspect.signature(module.run).parameters
+            sections.append(module.run(server) if wants_server else module.run())
     info = machine()
     sections = _merge_previous(sections)
     (HERE / "REPORT.md").write_text(render(sections, info))

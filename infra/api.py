@@ -9,6 +9,13 @@ checked; revocation takes effect on the next call) and no identity sources: a ke
 in ``Authorization: Bearer`` or ``x-api-key``, so API Gateway must not demand either header
 (with identity sources it would answer 401 itself, without calling the authorizer, when the
 named header is missing). CDK allows an empty list only when caching is off.
+
+Routes the table marks ``streaming`` (the inference routes) use API Gateway's response
+streaming: ``responseTransferMode: STREAM`` on a Lambda proxy integration invoked with
+``InvokeWithResponseStream``, with a 15-minute integration timeout; the Api function's own
+timeout is 15 minutes too, and its exec wrapper (``functions/api/bootstrap``) runs the
+function's Runtime API loop that streams (functions/api/runtime.py; docs/architecture.md,
+"Streaming"). Other routes stay buffered (29 s).
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ from infra.settings import Settings
 AUTHORIZER_HANDLER: Final = "functions.authorizer.handler.handler"
 API_HANDLER: Final = "functions.api.handler.handler"
 UPSTREAM_SECRET_ENV: Final = "TOLLGATE_UPSTREAM_SECRET_ARN"  # noqa: S105 - a variable name
+# The Api function's exec wrapper: its own Runtime API loop, which can stream responses.
+API_EXEC_WRAPPER: Final = "/var/task/functions/api/bootstrap"
+STREAM_TIMEOUT: Final = Duration.minutes(15)  # API Gateway's streaming limit and Lambda's
 
 F = apigw.AccessLogField
 # JSON access log line: who called what, from where, with which key id, and how it ended.
@@ -135,8 +145,9 @@ class Api(Construct):
                 },
                 statements=[
                     iam.PolicyStatement(
-                        # The Converse API is authorised by bedrock:InvokeModel.
-                        actions=["bedrock:InvokeModel"],
+                        # Converse is authorised by bedrock:InvokeModel, ConverseStream by
+                        # bedrock:InvokeModelWithResponseStream.
+                        actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
                         resources=[
                             stack.format_arn(
                                 service="bedrock",
@@ -152,9 +163,12 @@ class Api(Construct):
                         resources=[self.upstream_secret.secret_arn],
                     ),
                 ],
-                environment={UPSTREAM_SECRET_ENV: self.upstream_secret.secret_arn},
+                environment={
+                    UPSTREAM_SECRET_ENV: self.upstream_secret.secret_arn,
+                    "AWS_LAMBDA_EXEC_WRAPPER": API_EXEC_WRAPPER,
+                },
                 memory_size=512,
-                timeout=Duration.seconds(29),  # API Gateway's integration timeout
+                timeout=STREAM_TIMEOUT,  # a streamed (or long) model call: up to 15 minutes
             )
         )
 
@@ -237,8 +251,20 @@ class Api(Construct):
             name: apigw.LambdaIntegration(fn, proxy=True, allow_test_invoke=False)
             for name, fn in serving.items()
         }
+        streaming = {
+            name: apigw.LambdaIntegration(
+                fn,
+                proxy=True,
+                allow_test_invoke=False,
+                response_transfer_mode=apigw.ResponseTransferMode.STREAM,
+                timeout=STREAM_TIMEOUT,
+            )
+            for name, fn in serving.items()
+            if any(r.streaming and r.function == name for r in ROUTES)
+        }
         for route in ROUTES:
-            integration = integrations[route.function]  # KeyError: a route nobody serves
+            # KeyError: a route nobody serves
+            integration = (streaming if route.streaming else integrations)[route.function]
             resource = self.rest_api.root.resource_for_path(route.path)
             path_params = {
                 f"method.request.path.{segment[1:-1]}": True

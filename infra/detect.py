@@ -20,7 +20,10 @@ project's event bus and the responders' managed policy.
   (``ResponderPolicyArn``) granting only ``lambda:InvokeFunction`` on it: attach it to a
   responder's role or group.
 * **Leak webhook** (``POST /webhooks/github/secret-scanning``): served by its own function
-  (``route_functions`` for infra/api.py); it fetches GitHub's public keys over the internet.
+  (``route_functions`` for infra/api.py); it fetches GitHub's public keys over the internet,
+  authenticated with the GitHub token an operator puts in ``GitHubTokenSecretArn`` (JSON
+  ``{"token": ...}``; empty: unauthenticated), and remembers processed reports in one item of
+  the detector's table (``webhook#reports``: replays are acknowledged, not redone).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_logs_destinations as log_destinations
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
@@ -50,6 +54,7 @@ from functions.detector.stream import (
 )
 from functions.respond.config import ENV_KEYS_URL, GITHUB_KEYS_URL
 from functions.respond.events import DETAIL_TYPES, ENV_EVENT_BUS, SOURCE
+from functions.webhook.config import ENV_TOKEN_SECRET
 from infra.functions import Functions, FunctionSpec
 from infra.nag import acknowledge
 from infra.settings import Settings
@@ -139,7 +144,7 @@ class Detection(Construct):
             FunctionSpec(
                 "DetectorRefusals",
                 REFUSALS_HANDLER,
-                service="detector",
+                service="detector-refusals",
                 description="Tollgate: refused requests (access logs) -> stuffing sources",
                 tables={
                     "detector": ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem")
@@ -163,15 +168,47 @@ class Detection(Construct):
                 timeout=Duration.seconds(60),
             )
         )
+        self.github_token = secretsmanager.Secret(
+            self,
+            "GitHubTokenSecret",
+            description=(
+                "Tollgate: a GitHub token for the leak webhook's key list fetch, JSON "
+                '{"token": "..."}; empty: unauthenticated. See docs/runbook.md.'
+            ),
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template='{"token": ""}',  # noqa: S106 - an empty template
+                generate_string_key="unused",
+                exclude_punctuation=True,
+            ),
+            removal_policy=settings.removal_policy,
+        )
+        acknowledge(
+            self.github_token,
+            "AwsSolutions-SMG4",
+            "The secret holds a token issued by GitHub; only GitHub can mint a new one, so a "
+            "rotation Lambda cannot rotate it. Operators rotate it at GitHub and store it with "
+            "put-secret-value (docs/runbook.md).",
+        )
         self.webhook = functions.add(
             FunctionSpec(
                 "LeakWebhook",
                 HANDLERS["webhook"],
                 service="webhook",
                 description="Tollgate: GitHub secret scanning reports -> revocation",
-                tables=_REVOKE_TABLES,
-                statements=[publish],
-                environment={**bus_env, ENV_KEYS_URL: GITHUB_KEYS_URL},
+                # + its memory of processed reports (one item of the detector's table)
+                tables={**_REVOKE_TABLES, "detector": ("dynamodb:GetItem", "dynamodb:PutItem")},
+                statements=[
+                    publish,
+                    iam.PolicyStatement(
+                        actions=["secretsmanager:GetSecretValue"],
+                        resources=[self.github_token.secret_arn],
+                    ),
+                ],
+                environment={
+                    **bus_env,
+                    ENV_KEYS_URL: GITHUB_KEYS_URL,
+                    ENV_TOKEN_SECRET: self.github_token.secret_arn,
+                },
                 timeout=Duration.seconds(15),
             )
         )
@@ -195,6 +232,7 @@ class Detection(Construct):
             ("DetectorFunctionName", self.detector.function_name),
             ("DetectorDeadLetterQueueUrl", self.failures.queue_url),
             ("LeakWebhookFunctionName", self.webhook.function_name),
+            ("GitHubTokenSecretArn", self.github_token.secret_arn),
         ):
             CfnOutput(self, output_id, value=value).override_logical_id(output_id)
 

@@ -13,17 +13,23 @@ X-Ray tracing. Adding a function is one :class:`FunctionSpec`::
 
 (A stream consumer's read permissions come from its ``DynamoEventSource``, which grants them.)
 
-The asset is bundled on this machine without Docker (:class:`PipBundler`). Tests skip
+The asset is bundled on this machine without Docker (:class:`PipBundler`); its dependencies
+are fetched once per change of ``requirements.txt`` and kept in ``.bundle/``, so a synth with
+nothing changed needs no network (docs/architecture.md, "Packaging"). Tests skip
 bundling with the App context ``aws:cdk:bundling-stacks: []``; CDK then points the asset at
 the source folder and never calls the bundler.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +50,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from functions.common.config import TABLE_ENV
+from functions.common.observability import DEFAULT_SERVICE, METRICS_NAMESPACE, SERVICE_ENV
 from infra.nag import acknowledge
 from infra.settings import Settings
 from infra.tables import Tables
@@ -67,56 +74,166 @@ RUNTIME_PROVIDED: Final = (
 _INDEX_ACTIONS: Final = frozenset({"dynamodb:Query", "dynamodb:Scan"})
 
 
+# pip's arguments besides the requirements and the target: Lambda's Python 3.13 on arm64,
+# binary wheels only. Part of the dependency cache's key.
+PIP_PLATFORM_ARGS: Final = (
+    "--platform",
+    "manylinux2014_aarch64",
+    "--only-binary=:all:",
+    "--python-version",
+    "3.13",
+    "--implementation",
+    "cp",
+)
+# Where built dependency folders are kept between synths (gitignored; `make clean` removes it).
+BUNDLE_CACHE: Final = REPO_ROOT / ".bundle"
+# Bump when the bundling recipe changes in a way the keys below do not see: it changes every
+# cache key and the asset hash.
+BUNDLE_FORMAT: Final = "2"
+_IGNORED: Final = ("__pycache__", "*.pyc", ".mypy_cache")
+
+
+class BundlingError(RuntimeError):
+    """The code asset could not be built; the message says why and what to do."""
+
+
 @jsii.implements(ILocalBundling)
 class PipBundler:
     """Bundles ``functions/`` plus the wheels of ``requirements.txt`` for Lambda's
-    Python 3.13 on arm64 (manylinux2014_aarch64, binary wheels only), without Docker."""
+    Python 3.13 on arm64 (manylinux2014_aarch64, binary wheels only), without Docker.
+
+    The dependencies are installed once per :meth:`dependencies_key` (requirements.txt's
+    text, pip's platform arguments, the packages left to the runtime, bytecode or not) into
+    ``cache/deps-<key>`` and copied from there on every later bundle: a synth with nothing
+    changed runs no pip and needs no network. :meth:`asset_hash` is known before bundling
+    (that key plus the sources' content), so CDK finds ``cdk.out/asset.<hash>`` from an
+    earlier synth and does not call the bundler at all.
+    """
 
     def __init__(
         self,
         source: Path = FUNCTIONS_DIR,
         requirements: Path = REQUIREMENTS,
         python: str = sys.executable,
+        cache: Path = BUNDLE_CACHE,
+        bytecode: bool = True,
     ) -> None:
         self.source = source
         self.requirements = requirements
         self.python = python
+        self.cache = cache
+        # The runtime's Python, if this machine has one (bytecode, see precompile), or None.
+        self.compiler = _python313() if bytecode else None
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def dependencies_key(self) -> str:
+        """What decides the dependency folder's content (not the requirements' path)."""
+        recipe = {
+            "format": BUNDLE_FORMAT,
+            "requirements": self.requirements.read_text(),
+            "pip": PIP_PLATFORM_ARGS,
+            "runtime_provided": RUNTIME_PROVIDED,
+            "bytecode": "cpython-3.13" if self.compiler else None,
+        }
+        return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+    def source_fingerprint(self) -> str:
+        """The content of ``functions/`` as bundled: paths and bytes, no bytecode or times."""
+        digest = hashlib.sha256()
+        for path in sorted(_source_files(self.source)):
+            rel = path.relative_to(self.source).as_posix()
+            digest.update(f"{rel}\0{path.stat().st_size}\0".encode())
+            digest.update(path.read_bytes())
+        return digest.hexdigest()
+
+    def asset_hash(self) -> str:
+        """The asset's hash, from what goes into it (``AssetHashType.CUSTOM``)."""
+        return hashlib.sha256(
+            f"{self.dependencies_key()}\0{self.source_fingerprint()}".encode()
+        ).hexdigest()
+
+    # -- building -----------------------------------------------------------------------
+
+    def dependencies(self) -> Path:
+        """The folder of installed dependencies for :meth:`dependencies_key`: built once
+        (pip, with network), then reused. Written under a temporary name and renamed when
+        complete, so a folder with the key's name is always whole."""
+        layer = self.cache / f"deps-{self.dependencies_key()[:32]}"
+        if layer.is_dir():
+            return layer
+        self.cache.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f"{layer.name}.", dir=self.cache))
+        try:
+            done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                [
+                    self.python,
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--no-compile",  # compiled below, by the runtime's Python, if we have one
+                    "--requirement",
+                    str(self.requirements),
+                    "--target",
+                    str(building),
+                    *PIP_PLATFORM_ARGS,
+                ],
+                check=False,
+            )
+            if done.returncode != 0:
+                raise BundlingError(
+                    f"pip could not install {self.requirements.name} for Lambda (exit "
+                    f"{done.returncode}; no network or no package index?). The dependencies "
+                    f"are fetched once per change of {self.requirements.name} and kept in "
+                    f"{self.cache.name}/; run once with access to the package index."
+                )
+            remove_distributions(building, RUNTIME_PROVIDED)
+            shutil.rmtree(building / "bin", ignore_errors=True)  # console scripts: never run
+            if self.compiler:
+                precompile(building, self.compiler)
+            try:
+                building.rename(layer)
+            except OSError:
+                if not layer.is_dir():  # else another synth built the same key first
+                    raise
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+        return layer
 
     def try_bundle(self, output_dir: str, *_args: Any, **_options: Any) -> bool:
+        """CDK's callback: the asset into ``output_dir``. On failure ``output_dir`` is
+        removed (CDK would leave it behind as ``cdk.out/...-building``) and the error
+        raised."""
         out = Path(output_dir)
-        shutil.copytree(
-            self.source,
-            out / self.source.name,
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache"),
-            dirs_exist_ok=True,
-        )
-        subprocess.run(  # noqa: S603 - fixed argv, no shell
-            [
-                self.python,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-compile",  # compiled below, by the runtime's Python, if we have one
-                "--requirement",
-                str(self.requirements),
-                "--target",
-                str(out),
-                "--platform",
-                "manylinux2014_aarch64",
-                "--only-binary=:all:",
-                "--python-version",
-                "3.13",
-                "--implementation",
-                "cp",
-            ],
-            check=True,
-        )
-        remove_distributions(out, RUNTIME_PROVIDED)
-        shutil.rmtree(out / "bin", ignore_errors=True)  # console scripts: never run in Lambda
-        precompile(out)
+        try:
+            shutil.copytree(self.dependencies(), out, symlinks=True, dirs_exist_ok=True)
+            shutil.copytree(
+                self.source,
+                out / self.source.name,
+                ignore=shutil.ignore_patterns(*_IGNORED),
+                dirs_exist_ok=True,
+            )
+            if self.compiler:
+                precompile(out / self.source.name, self.compiler)
+        except BaseException:
+            shutil.rmtree(out, ignore_errors=True)
+            raise
         return True
+
+
+def _source_files(root: Path) -> list[Path]:
+    """The files ``try_bundle`` copies from ``root`` (``_IGNORED`` left out)."""
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not _ignored(d)]
+        files += [Path(dirpath) / f for f in filenames if not _ignored(f)]
+    return files
+
+
+def _ignored(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in _IGNORED)
 
 
 def _python313() -> str | None:
@@ -181,15 +298,20 @@ def remove_distributions(target: Path, names: Sequence[str]) -> None:
             folder.rmdir()
 
 
-def code_asset() -> lambda_.Code:
-    """The one code asset of every function; hashed by its bundled output."""
+def code_asset(bundler: PipBundler | None = None) -> lambda_.Code:
+    """The one code asset of every function, hashed by what goes into it
+    (:meth:`PipBundler.asset_hash`): CDK knows the hash before bundling, reuses
+    ``cdk.out/asset.<hash>`` when it is there, and bundles straight into it otherwise (no
+    ``bundling-temp-*`` folder)."""
+    bundler = bundler or PipBundler()
     return lambda_.Code.from_asset(
-        str(FUNCTIONS_DIR),
-        asset_hash_type=AssetHashType.OUTPUT,
+        str(bundler.source),
+        asset_hash_type=AssetHashType.CUSTOM,
+        asset_hash=bundler.asset_hash(),
         bundling=BundlingOptions(
             # Never pulled: PipBundler always bundles locally. CDK requires an image.
             image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.13"),
-            local=PipBundler(),
+            local=bundler,
         ),
     )
 
@@ -201,6 +323,8 @@ class FunctionSpec:
     ``tables`` maps a table kind to the DynamoDB actions the function performs on it; it
     decides both the role's statements and the ``TOLLGATE_TABLE_*`` variables the function
     gets. ``statements`` are any other permissions (Bedrock, Secrets Manager, ...).
+    ``service`` names the function in its logs and metrics (:attr:`service_name`); no two
+    functions of a stack share one.
     """
 
     name: str
@@ -215,6 +339,12 @@ class FunctionSpec:
     reserved_concurrency: int | None = None
     tracing: bool = False
     p99_alarm_ms: int | None = None  # alarm when p99 duration stays above this
+
+    @property
+    def service_name(self) -> str:
+        """``POWERTOOLS_SERVICE_NAME``: the ``service`` of every log line and the ``service``
+        dimension of every metric the function writes (``tollgate-authorizer``, ...)."""
+        return f"{DEFAULT_SERVICE}-{self.service}"
 
 
 class Functions(Construct):
@@ -237,6 +367,12 @@ class Functions(Construct):
         self.specs: list[FunctionSpec] = []
 
     def add(self, spec: FunctionSpec) -> lambda_.Function:
+        taken = {s.service_name: s.name for s in self.specs}
+        if spec.service_name in taken:
+            raise ValueError(
+                f"{spec.name}: service {spec.service!r} is {taken[spec.service_name]}'s; "
+                "each function logs and reports metrics under its own service name"
+            )
         scope = Construct(self, spec.name)
         role = iam.Role(
             scope,
@@ -263,8 +399,8 @@ class Functions(Construct):
             role.add_to_policy(statement)
 
         environment = {
-            "POWERTOOLS_SERVICE_NAME": spec.service,
-            "POWERTOOLS_METRICS_NAMESPACE": "Tollgate",
+            SERVICE_ENV: spec.service_name,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "LOG_LEVEL": self.settings.log_level,
             **{TABLE_ENV[kind]: self.tables.tables[kind].table_name for kind in spec.tables},
             **spec.environment,

@@ -45,13 +45,15 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from functions.authorizer import logic as authorizer_logic
+from functions.common import observability
 from infra.api import AUTHORIZER_HANDLER
 from infra.functions import Functions
 from infra.settings import Settings
 
-# What functions/common/observability.py's Metrics writes (tests/infra hold the two equal).
-METRICS_NAMESPACE: Final = "Tollgate"
-METRICS_SERVICE: Final = "tollgate"
+# What functions/common/observability.py's Metrics writes. Its ``service`` dimension is each
+# function's own (FunctionSpec.service_name): an alarm on one function's metric by dimension
+# names that function's service.
+METRICS_NAMESPACE: Final = observability.METRICS_NAMESPACE
 
 # Custom metrics whose every data point is an alert: (metric, alarm id, description).
 ALERT_ON_ANY: Final = (
@@ -192,7 +194,9 @@ class Observability(Construct):
                 function,
                 name=spec.name,
                 p99_ms=spec.p99_alarm_ms,
-                authorizer=spec.handler == AUTHORIZER_HANDLER,
+                authorizer_service=spec.service_name
+                if spec.handler == AUTHORIZER_HANDLER
+                else None,
             )
             function_rows.append(self._function_widgets(function, name=spec.name))
 
@@ -306,19 +310,26 @@ class Observability(Construct):
     def watch_function(self, function: lambda_.Function, *, name: str, p99_ms: int | None) -> None:
         """Alarms on errors, throttles and (optionally) p99 duration, plus a dashboard row,
         for a function built after this construct."""
-        self._function_alarms(function, name=name, p99_ms=p99_ms, authorizer=False)
+        self._function_alarms(function, name=name, p99_ms=p99_ms, authorizer_service=None)
         self.dashboard.add_widgets(*self._function_widgets(function, name=name))
 
     def _function_alarms(
-        self, function: lambda_.Function, *, name: str, p99_ms: int | None, authorizer: bool
+        self,
+        function: lambda_.Function,
+        *,
+        name: str,
+        p99_ms: int | None,
+        authorizer_service: str | None,
     ) -> None:
-        if authorizer:
+        """``authorizer_service``: the authorizer's service name when ``function`` is the
+        authorizer (its error alarm subtracts the 401 decisions it reports under it)."""
+        if authorizer_service is not None:
             reasons = unauthorized_reasons()
             refused = {
                 f"u{i}": cw.Metric(
                     namespace=METRICS_NAMESPACE,
                     metric_name="AuthorizerDecision",
-                    dimensions_map={"service": METRICS_SERVICE, "reason": reason},
+                    dimensions_map={"service": authorizer_service, "reason": reason},
                     statistic="Sum",
                     period=_FIVE_MINUTES,
                 )

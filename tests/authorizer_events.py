@@ -1,11 +1,15 @@
-"""API Gateway REQUEST-authorizer events, shaped as API Gateway sends them."""
+"""API Gateway REQUEST-authorizer events, shaped as API Gateway sends them.
+
+``methodArn`` holds the request's own path, every character kept (the local gateway builds it
+the same way: ``tollgate.local.gateway.LocalGateway.method_arn``); ``pathParameters`` holds
+the values the route's template gives that path."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from functions.common.routes import Route
+from functions.common.routes import Route, match
 
 API = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/prod"
 
@@ -18,6 +22,8 @@ def request_event(
 ) -> dict[str, Any]:
     concrete = path or route.path.replace("{name}", "calculator").replace("{id}", "ftjob-1")
     headers = headers or {}
+    matched = match(route.method, concrete)
+    params = matched[1] if matched is not None and matched[0] == route else {}
     return {
         "type": "REQUEST",
         "methodArn": f"{API}/{route.method}{concrete}",
@@ -29,7 +35,7 @@ def request_event(
         if multi is not None
         else {k: [v] for k, v in headers.items() if isinstance(v, str)},
         "queryStringParameters": {},
-        "pathParameters": {},
+        "pathParameters": params,
         "stageVariables": {},
         "requestContext": {
             "requestId": str(uuid.uuid4()),

@@ -7,7 +7,12 @@ CDK sets exactly these on the function (plus the table variables of
   OpenAI-compatible upstream (optional; ``upstream:*`` models answer 503 without it);
 * ``TOLLGATE_BEDROCK_REGION``: region of Bedrock's runtime (default: the function's region);
 * ``TOLLGATE_DEFAULT_MAX_TOKENS`` (1024), ``TOLLGATE_MAX_TOKENS_CAP`` (16384);
-* ``TOLLGATE_MODEL_TIMEOUT_S`` (25: under API Gateway's 29 s integration timeout).
+* ``TOLLGATE_MODEL_TIMEOUT_S`` (870): the longest a model call may run, streamed or not.
+  The inference routes use API Gateway's streaming integration (up to 15 minutes; the
+  function's timeout is 900 s) and the call keeps :data:`functions.api.handler.SAFETY_MARGIN_S`
+  to write its usage event and settle; buffered routes stay under API Gateway's 29 s;
+* ``TOLLGATE_ECHO_CHUNK_DELAY_MS`` (0): tollgate-echo waits this long before each streamed
+  chunk (one per word), so a local stream looks like a model's.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ ENV_BEDROCK_REGION = "TOLLGATE_BEDROCK_REGION"
 ENV_DEFAULT_MAX_TOKENS = "TOLLGATE_DEFAULT_MAX_TOKENS"
 ENV_MAX_TOKENS_CAP = "TOLLGATE_MAX_TOKENS_CAP"
 ENV_MODEL_TIMEOUT = "TOLLGATE_MODEL_TIMEOUT_S"
+ENV_ECHO_CHUNK_DELAY = "TOLLGATE_ECHO_CHUNK_DELAY_MS"
 
 
 class ApiSettings(BaseModel):
@@ -34,7 +40,8 @@ class ApiSettings(BaseModel):
     bedrock_region: str | None = None
     default_max_tokens: int = Field(default=1024, ge=1)
     max_tokens_cap: int = Field(default=16384, ge=1)
-    model_timeout_s: float = Field(default=25.0, gt=0, le=900)
+    model_timeout_s: float = Field(default=870.0, gt=0, le=900)
+    echo_chunk_delay_ms: int = Field(default=0, ge=0, le=60_000)
     secret_ttl_s: float = Field(default=300.0, ge=0)
 
     @classmethod
@@ -47,6 +54,7 @@ class ApiSettings(BaseModel):
             ("default_max_tokens", ENV_DEFAULT_MAX_TOKENS),
             ("max_tokens_cap", ENV_MAX_TOKENS_CAP),
             ("model_timeout_s", ENV_MODEL_TIMEOUT),
+            ("echo_chunk_delay_ms", ENV_ECHO_CHUNK_DELAY),
         ):
             if env.get(name):
                 values[field] = env[name]

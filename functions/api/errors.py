@@ -170,10 +170,19 @@ class LimitVerdict(ApiError):
 
 # -- 5xx -------------------------------------------------------------------------------------
 class ProviderError(ApiError):
+    """The provider failed after it may have run the model (an unreadable answer, a stream
+    cut halfway): its usage is unknown, so the call is billed at its reservation's upper
+    bound (functions/api/chat.py, "Accounting")."""
+
     status = 502
     type = "server_error"
     code = "provider_error"
     default_message = "The model provider failed."
+
+
+class ProviderUnreachable(ProviderError):
+    """The provider was never reached, or refused Tollgate's credentials: nothing ran, the
+    reservation is released."""
 
 
 class ModelUnavailable(ApiError):

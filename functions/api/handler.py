@@ -5,6 +5,13 @@ authorizer (rate limit, quota, tokens) is answered 429 with ``Retry-After`` righ
 before any I/O: no DynamoDB call, no model call, no usage event. Domain errors are
 :class:`~functions.api.errors.ApiError` subclasses mapped once, below, to their status and
 OpenAI error body; anything unexpected is a 500 ``internal_error`` without a stack trace.
+
+A streamed answer (``stream: true``) is a proxy response whose body is an iterator of
+server-sent events, produced as the model produces them (functions/api/streaming.py says
+how it reaches the client, in AWS and locally). Everything that can refuse the request
+(entitlement, budget, the provider's refusal) happens before the handler returns, so a
+refusal is still an HTTP error status; what happens later (a provider failing mid-stream)
+ends the stream with an error event, after the usage is billed (functions/api/chat.py).
 """
 
 from __future__ import annotations
@@ -13,15 +20,16 @@ import binascii
 import contextlib
 import json
 import threading
+import urllib.parse
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.logging import correlation_paths
 
-from functions.api import catalog, chat, jobs, responses, schemas, tools
+from functions.api import catalog, chat, embeddings, jobs, responses, schemas, tools
 from functions.api.caller import Caller, authorizer_context, verdict_refusal
 from functions.api.errors import (
     ApiError,
@@ -31,6 +39,7 @@ from functions.api.errors import (
     RouteNotFound,
     WrongEnvironment,
 )
+from functions.api.providers import ChatMessage
 from functions.api.services import Services
 from functions.api.usage import UsageRecorder, was_recorded
 from functions.common.observability import MetricUnit, logger, metrics
@@ -38,6 +47,8 @@ from functions.common.routes import route_for
 
 JSON = "application/json"
 SAFETY_MARGIN_S = 3.0  # time kept to write the usage event and settle after a model call
+BUFFERED_LIMIT_S: Final = 25.0  # a buffered route answers within API Gateway's 29 s
+SSE_HEADERS: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 _services: Services | None = None
 _services_lock = threading.Lock()
@@ -143,8 +154,13 @@ def _operation() -> str:
 
 
 def _timeout_s() -> float:
-    """The model call's timeout: the configured one, within the invocation's time left."""
+    """The model call's time limit: the configured one (a buffered route: within API
+    Gateway's 29 s), within the invocation's time left less the margin to bill."""
     configured = services().settings.model_timeout_s
+    event = app.current_event
+    route = route_for(event.http_method, event.resource)
+    if route is None or not route.streaming:
+        configured = min(configured, BUFFERED_LIMIT_S)
     remaining = getattr(app.lambda_context, "get_remaining_time_in_millis", None)
     if remaining is None:
         return configured
@@ -185,18 +201,62 @@ app.use(middlewares=[_admit])
 
 
 # -- routes ------------------------------------------------------------------------------
+def _stream(body: Any) -> Response:
+    return Response(
+        status_code=200,
+        content_type="text/event-stream",
+        body=body,  # an iterator: streamed as produced (functions/api/streaming.py)
+        headers={"x-request-id": _request_id(), **SSE_HEADERS},
+    )
+
+
 @app.post("/v1/chat/completions")
 def chat_completions() -> Response:
     request = schemas.parse(schemas.ChatRequest, _body())
-    result = chat.complete(services(), _caller(), request, timeout_s=_timeout_s())
+    prompt = chat.Prompt(
+        model=request.model,
+        messages=tuple(ChatMessage(m.role, m.text) for m in request.messages),
+        max_tokens=request.requested_max_tokens,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        stop=request.stops,
+    )
     if request.stream:
-        return Response(
-            status_code=200,
-            content_type="text/event-stream",
-            body=responses.chat_completion_sse(result, include_usage=request.include_usage),
-            headers={"x-request-id": _request_id(), "Cache-Control": "no-cache"},
-        )
+        stream = chat.stream(services(), _caller(), prompt, timeout_s=_timeout_s())
+        return _stream(responses.chat_completion_sse(stream, include_usage=request.include_usage))
+    result = chat.complete(services(), _caller(), prompt, timeout_s=_timeout_s())
     return _json(responses.chat_completion(result))
+
+
+@app.post("/v1/responses")
+def create_response() -> Response:
+    request = schemas.parse(schemas.ResponsesRequest, _body())
+    prompt = chat.Prompt(
+        model=request.model,
+        messages=tuple(ChatMessage(role, text) for role, text in request.messages),
+        max_tokens=request.max_output_tokens,
+        temperature=request.temperature,
+        top_p=request.top_p,
+    )
+    args: dict[str, Any] = {"timeout_s": _timeout_s(), "operation": _operation(),
+                            "param": "max_output_tokens", "id_prefix": "resp_"}  # fmt: skip
+    if request.stream:
+        stream = chat.stream(services(), _caller(), prompt, **args)
+        return _stream(responses.response_sse(stream, request))
+    result = chat.complete(services(), _caller(), prompt, **args)
+    return _json(responses.response_object(result, request))
+
+
+@app.post("/v1/embeddings")
+def create_embeddings() -> Response:
+    request = schemas.parse(schemas.EmbeddingsRequest, _body())
+    return _json(embeddings.create(services(), _caller(), request))
+
+
+@app.get("/v1/models/<model>")
+def retrieve_model(model: str) -> Response:
+    model_id = urllib.parse.unquote(model)
+    return _json(catalog.get_model(services(), _caller(), model_id, _operation()))
 
 
 @app.get("/v1/models")

@@ -17,6 +17,7 @@ from functions.api.errors import InvalidRequest
 
 MODEL_ID: Final = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$"
 MAX_MESSAGES: Final = 2048
+MAX_EMBEDDING_INPUTS: Final = 2048
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -86,6 +87,80 @@ class ChatRequest(_Body):
     @property
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class InputText(_Body):
+    type: Literal["input_text", "output_text", "text"]
+    text: str
+
+
+class InputMessage(_Body):
+    """An item of a Responses API ``input`` list (``type`` "message" or absent)."""
+
+    type: Literal["message"] = "message"
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[InputText]
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class ResponsesRequest(_Body):
+    """``POST /v1/responses`` (OpenAI's Responses API): text in, text out."""
+
+    model: str = Field(pattern=MODEL_ID)
+    input: str | list[InputMessage] = Field(min_length=1)
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stream: bool = False
+    user: str | None = Field(default=None, max_length=256)
+
+    @field_validator("input")
+    @classmethod
+    def _few_items(cls, value: str | list[InputMessage]) -> str | list[InputMessage]:
+        if isinstance(value, list) and len(value) > MAX_MESSAGES:
+            raise ValueError(f"at most {MAX_MESSAGES} items")
+        return value
+
+    @property
+    def messages(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        if self.instructions:
+            out.append(("system", self.instructions))
+        if isinstance(self.input, str):
+            out.append(("user", self.input))
+        else:
+            out += [(m.role, m.text) for m in self.input]
+        return out
+
+
+EmbeddingInput = Annotated[str, Field(max_length=32_768)]
+
+
+class EmbeddingsRequest(_Body):
+    """``POST /v1/embeddings``: text inputs only (token arrays are refused)."""
+
+    model: str = Field(pattern=MODEL_ID)
+    input: EmbeddingInput | list[EmbeddingInput] = Field(min_length=1)
+    dimensions: int | None = Field(default=None, ge=1, le=4096)
+    encoding_format: Literal["float", "base64"] = "float"
+    user: str | None = Field(default=None, max_length=256)
+
+    @field_validator("input")
+    @classmethod
+    def _few_inputs(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and len(value) > MAX_EMBEDDING_INPUTS:
+            raise ValueError(f"at most {MAX_EMBEDDING_INPUTS} inputs")
+        return value
+
+    @property
+    def inputs(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
 
 
 class ToolCall(_Body):

@@ -9,6 +9,7 @@ from functions.api.config import ApiSettings
 from functions.api.plans import PlanCache
 from functions.api.providers import Providers
 from functions.api.providers.bedrock import BedrockProvider, default_client
+from functions.api.providers.echo import EchoProvider
 from functions.api.providers.upstream import SecretCache, UpstreamProvider, secretsmanager_reader
 from functions.api.store import ApiStore
 
@@ -33,6 +34,7 @@ class Services:
                     lambda: default_client(settings.bedrock_region, settings.model_timeout_s)
                 ),
                 "upstream": lambda: UpstreamProvider(secret),
+                "echo": lambda: EchoProvider(settings.echo_chunk_delay_ms / 1000),
             }
         )
         return cls(settings, store, PlanCache(store), Budget(store), providers)

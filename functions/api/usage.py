@@ -5,6 +5,10 @@ source address, user agent), what (operation, model, plan), how much (prompt and
 tokens, cost in integer micro-dollars) and how it went (status ``ok``/``error``, the error's
 code as ``error_class``, latency). It never holds prompt or completion text.
 
+``estimated`` (present and true only then) marks an event whose tokens are not the
+provider's own count but the reservation's upper bound: the provider timed out, its stream
+was cut or could not be read, so what it billed is unknown and Tollgate never bills less.
+
 The put is conditional on ``attribute_not_exists(request_id)``: a second delivery of the
 same request id writes nothing, and its caller learns so (``False``) and releases what it
 reserved. If the put itself fails (DynamoDB down), the whole event goes to the log as
@@ -41,6 +45,11 @@ Outcome = Literal["written", "duplicate", "failed"]
 _RECORDED = "_tollgate_usage_recorded"
 
 
+def mark_recorded(error: BaseException) -> None:
+    """Say that this request's event was written for ``error`` (nothing else writes one)."""
+    setattr(error, _RECORDED, True)
+
+
 def was_recorded(error: BaseException) -> bool:
     """True if a :class:`UsageRecorder` already wrote this request's event for ``error``."""
     return bool(getattr(error, _RECORDED, False))
@@ -65,6 +74,7 @@ class UsageRecorder:
     cost: int = 0
     status: str = "ok"
     error_class: str | None = None
+    estimated: bool = False
     outcome: Outcome | None = field(default=None, init=False)  # None: not attempted yet
     delivery: str = field(default_factory=lambda: uuid.uuid4().hex, init=False)
 
@@ -80,6 +90,29 @@ class UsageRecorder:
         self.status = "error"
         self.error_class = error.error_code if isinstance(error, ApiError) else "internal_error"
         self.prompt_tokens = self.completion_tokens = self.cost = 0
+        self.estimated = False
+
+    def fail_billed(
+        self,
+        error: BaseException | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost: int,
+        *,
+        estimated: bool,
+    ) -> None:
+        """The call failed (or was cut) after the provider may have run: bill these tokens.
+        ``error`` None: the answer came whole, only its usage was missing (status ok)."""
+        if error is not None:
+            self.fail(error)
+        else:
+            self.status, self.error_class = "ok", None
+        self.prompt_tokens, self.completion_tokens, self.cost = (
+            prompt_tokens,
+            completion_tokens,
+            cost,
+        )
+        self.estimated = estimated
 
     def item(self) -> dict[str, Any]:
         c = self.caller
@@ -103,6 +136,7 @@ class UsageRecorder:
             "source_ip": c.source_ip,
             "user_agent": c.user_agent,
             "delivery": self.delivery,
+            **({"estimated": True} if self.estimated else {}),
         }
 
     def write(self) -> Outcome:
@@ -126,6 +160,8 @@ class UsageRecorder:
                 metrics.add_metric(name="Tokens", unit=MetricUnit.Count, value=tokens)
             if self.cost and self.caller.environment == "live":
                 metrics.add_metric(name="SpendMicroUsd", unit=MetricUnit.Count, value=self.cost)
+            if self.estimated:
+                metrics.add_metric(name="UsageEstimated", unit=MetricUnit.Count, value=1)
         if self.outcome == "duplicate":
             logger.warning(
                 "duplicate delivery of a request id: usage already recorded",
@@ -144,7 +180,7 @@ class UsageRecorder:
         tb: TracebackType | None,
     ) -> None:
         if exc is not None:
-            setattr(exc, _RECORDED, True)
+            mark_recorded(exc)
         if self.outcome is not None:
             return
         if exc is not None:

@@ -15,10 +15,9 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
     APIGatewayAuthorizerRequestEvent,
-    APIGatewayAuthorizerResponse,
 )
 
-from functions.authorizer import logic
+from functions.authorizer import logic, policy
 from functions.common.config import TableNames
 from functions.common.observability import MetricUnit, log_metrics, logger, metrics
 from functions.common.routes import route_for
@@ -101,6 +100,12 @@ def _context(decision: logic.Decision, ctx: GateContext) -> dict[str, Any]:
 def handler(raw: dict[str, Any], context: Any) -> dict[str, Any]:
     event = APIGatewayAuthorizerRequestEvent(raw)
     try:
+        # Read before the gate counts: nothing after the count may fail (docs/architecture.md).
+        arn = policy.method_arn(raw)
+    except policy.MalformedMethodArn as exc:
+        logger.error("authorizer refused: malformed event", extra={"error": str(exc)})
+        raise AuthorizerUnavailable("authorization service unavailable") from None
+    try:
         decision, facts = decide(event, time.time())
     except DependencyError as exc:
         logger.error("authorizer refused: dependency failure", extra={"error": str(exc)})
@@ -124,19 +129,8 @@ def handler(raw: dict[str, Any], context: Any) -> dict[str, Any]:
 
     if decision.kind == "unauthorized":
         raise Unauthorized()
-    arn = event.parsed_arn
-    method = arn.http_method or event.http_method
-    response = APIGatewayAuthorizerResponse(
-        principal_id=facts.key_id or "anonymous",
-        region=arn.region,
-        aws_account_id=arn.aws_account_id,
-        api_id=arn.api_id,
-        stage=arn.stage,
-        context=_context(decision, facts),
-    )
-    # This method ARN only, never a wildcard: with the result cache off that is exact.
-    if decision.kind == "deny":
-        response.deny_route(http_method=method, resource=arn.resource)
-    else:  # allow, or a limit verdict the API turns into 429
-        response.allow_route(http_method=method, resource=arn.resource)
-    return response.asdict()
+    # This method ARN only, verbatim (functions/authorizer/policy.py): never a wildcard, and
+    # no path can make it fail after the gate counted.
+    effect: policy.Effect = "Deny" if decision.kind == "deny" else "Allow"
+    # Allow also carries a limit verdict, which the API turns into 429.
+    return policy.policy(arn, effect, facts.key_id or "anonymous", _context(decision, facts))

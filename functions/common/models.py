@@ -238,6 +238,9 @@ class UsageEvent(Model):
     user_agent = UnicodeAttribute(default="-")
     delivery = UnicodeAttribute(null=True)  # unique per delivery: tells our retry from a dup
     plan = UnicodeAttribute(null=True)  # the tenant's plan when the request was served
+    # True: the tokens are the reservation's upper bound, not the provider's own count (it
+    # timed out, its stream was cut or unreadable: functions/api/chat.py). Absent: exact.
+    estimated = BooleanAttribute(null=True)
     by_tenant = UsageByTenant()
     by_key = UsageByKey()
 

@@ -28,6 +28,10 @@ class Route:
     environments: frozenset[str] = BOTH
     authorized: bool = True  # False: no API key (the leak webhook verifies a signature instead)
     function: str = "api"  # which function serves it: a key of HANDLERS
+    # Integrated with API Gateway's response streaming (responseTransferMode STREAM): the
+    # function answers in the integration-response format (functions/api/streaming.py) and
+    # may run up to 15 minutes; other routes are buffered (29 s).
+    streaming: bool = False
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -35,8 +39,11 @@ class Route:
 
 
 ROUTES: Final[tuple[Route, ...]] = (
-    Route("POST", "/v1/chat/completions", "chat.completions", "inference:invoke"),
+    Route("POST", "/v1/chat/completions", "chat.completions", "inference:invoke", streaming=True),
+    Route("POST", "/v1/responses", "responses.create", "inference:invoke", streaming=True),
+    Route("POST", "/v1/embeddings", "embeddings.create", "inference:invoke"),
     Route("GET", "/v1/models", "models.list", None),
+    Route("GET", "/v1/models/{model}", "models.retrieve", None),
     Route("POST", "/v1/tools/{name}/invoke", "tools.invoke", "tools:execute"),
     Route("GET", "/v1/fine_tuning/jobs", "fine_tuning.jobs.list", "finetune:read", LIVE),
     Route("GET", "/v1/fine_tuning/jobs/{id}", "fine_tuning.jobs.get", "finetune:read", LIVE),

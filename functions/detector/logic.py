@@ -15,13 +15,22 @@ docs/detection.md explains the signals and the numbers; in short, per key
 * **fan-out** (a key shared or resold): *new* sources (IPv4 addresses, IPv6 /64s not used by
   the key in ``known_minutes``) in the last 60 minutes above ``max(fanout_floor,
   fanout_factor x baseline)``;
-* **stuffing source**: the key is used from a source flagged for credential stuffing.
+* **stuffing source**: the key is used from a source flagged for credential stuffing. It
+  suspends only on evidence tied to the key: the flag is strong *for this key* (enough
+  distinct refused keys that are unknown, or dead keys of the key's own tenant) and the key
+  was first used from that source after the stuffing began. A key that used the address
+  before (a NAT, a proxy, a CI runner), or whose tenant the evidence is not about, gets an
+  alert, never a suspension: its only fault is its address.
 
 A minute over a volume threshold counts when the minute before was over too (sustained) or
 when it is over ``surge`` x the threshold; it enters the baselines clipped, so a spike cannot
 raise its own bar. Per source (:class:`SourceState`): ``stuffing_distinct`` distinct refused
 keys (by fingerprint) within ``stuffing_window_min`` minutes flag the source (strong
-evidence), or ``stuffing_anonymous`` refusals without fingerprints (weak: alerts only).
+evidence), or ``stuffing_anonymous`` refusals without fingerprints (weak: alerts only). Only
+refusals that say "someone is trying keys" count (:data:`STUFFING_CODES`: unknown, malformed,
+revoked or expired keys); a tenant's own scope, environment or route mistakes never do. A
+refused key that names its tenant (a 403 carries the key's tenant) is evidence about that
+tenant only; a refused key without one (unknown to us) is evidence about anyone.
 
 Warm-up: a key with no history starts from its plan (baseline and profile at ``floor_tpm``,
 requests at ``request_floor_rpm``, new sources at ``fanout_floor / fanout_factor``); during
@@ -52,6 +61,15 @@ REQUEST_SPIKE: Final = "request_spike"
 FANOUT: Final = "fanout"
 STUFFING_SOURCE: Final = "stuffing_source"  # a key used from a flagged source
 STUFFING: Final = "stuffing"  # a source flagged (no key involved)
+
+# Refusal codes that indicate someone trying keys: the authorizer's 401s (no, malformed or
+# unknown key; API Gateway logs no code for them, records.py names them invalid_api_key),
+# and 403s for dead keys. "" is a refusal of unknown cause (an old trace). Scope, environment,
+# route, suspension and tenant denials are a tenant's own mistakes: not stuffing.
+STUFFING_CODES: Final = frozenset(
+    {"", "invalid_api_key", "missing_api_key", "key_revoked", "key_expired", "UNAUTHORIZED"}
+)
+MAX_FLAG_TENANTS: Final = 8  # tenants whose dead keys a flag remembers (the largest counts)
 
 
 @dataclass(frozen=True)
@@ -129,6 +147,12 @@ class Refusal:
     source: str
     code: str = ""
     fp: str | None = None  # a short fingerprint of the refused key, when one is known
+    tenant: str = ""  # the refused key's tenant, when the refusal names one (403)
+
+    @property
+    def stuffing(self) -> bool:
+        """Whether this refusal can be evidence of stuffing (see :data:`STUFFING_CODES`)."""
+        return self.code in STUFFING_CODES
 
 
 def normalise_source(value: Any) -> str:
@@ -184,6 +208,9 @@ class KeyState:
     nt: list[float] = field(default_factory=list)  # tokens/min by UTC hour, today so far
     nr: list[float] = field(default_factory=list)  # requests/min by UTC hour, today so far
     known: dict[str, int] = field(default_factory=dict)  # source -> last minute seen
+    # source -> first minute seen (same sources as ``known``; a known source without one was
+    # first seen before this field existed: long ago)
+    since: dict[str, int] = field(default_factory=dict)
     fresh: dict[str, int] = field(default_factory=dict)  # new source -> first minute seen
     incident: dict[str, Any] | None = None
     hold_until: int = -1  # no suspension up to this minute (a human reinstated the key)
@@ -214,6 +241,7 @@ class KeyState:
             "nt": [_r(v) for v in self.nt],
             "nr": [_r(v) for v in self.nr],
             "ips": dict(self.known),
+            "ips0": dict(self.since),
             "new": dict(self.fresh),
             "hold": self.hold_until,
             "f": self.first,
@@ -249,6 +277,7 @@ class KeyState:
             nt=[float(v) for v in data.get("nt") or []],
             nr=[float(v) for v in data.get("nr") or []],
             known={str(k): int(v) for k, v in (data.get("ips") or {}).items()},
+            since={str(k): int(v) for k, v in (data.get("ips0") or {}).items()},
             fresh={str(k): int(v) for k, v in (data.get("new") or {}).items()},
             incident=_ints(inc, ("onset", "last")) if inc else None,
             hold_until=int(data.get("hold", -1)),
@@ -264,6 +293,7 @@ class SourceState:
     """What the detector remembers about one source address (refusals only)."""
 
     refused: dict[str, int] = field(default_factory=dict)  # key fingerprint -> last minute
+    owners: dict[str, str] = field(default_factory=dict)  # key fingerprint -> its tenant
     anonymous: dict[int, int] = field(default_factory=dict)  # minute -> refusals without one
     flag: dict[str, Any] | None = None
 
@@ -277,6 +307,7 @@ class SourceState:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "k": dict(self.refused),
+            "o": dict(self.owners),
             "a": {str(m): c for m, c in self.anonymous.items()},
         }
         if self.flag is not None:
@@ -290,9 +321,27 @@ class SourceState:
         flag = data.get("flag")
         return cls(
             refused={str(k): int(v) for k, v in (data.get("k") or {}).items()},
+            owners={str(k): str(v) for k, v in (data.get("o") or {}).items()},
             anonymous={int(m): int(c) for m, c in (data.get("a") or {}).items()},
-            flag=_ints(flag, ("onset", "until", "distinct", "refusals")) if flag else None,
+            flag=_flag(flag) if flag else None,
         )
+
+
+def _flag(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored flag with its numbers as ints (tenant counts included)."""
+    out = _ints(data, ("onset", "until", "distinct", "refusals", "unknown"))
+    if isinstance(out.get("tenants"), dict):
+        out["tenants"] = {str(t): int(n) for t, n in out["tenants"].items()}
+    return out
+
+
+def evidence_for(flag: dict[str, Any], tenant: str) -> int:
+    """How many of a flag's distinct refused keys are evidence about a key of ``tenant``: the
+    unknown ones (anyone's key may be found by guessing) and the dead keys of that tenant.
+    A flag from before attribution existed counts all its keys as unknown."""
+    unknown = int(flag.get("unknown", flag.get("distinct", 0)))
+    tenants = flag.get("tenants") or {}
+    return unknown + (int(tenants.get(tenant, 0)) if tenant else 0)
 
 
 # --------------------------------------------------------------------------- findings
@@ -413,7 +462,8 @@ class Engine:
             a = self.p.alpha
             s.bt += a * ev.tokens
             s.br += a
-            s.known.setdefault(ev.source, minute)
+            if ev.source not in s.known:
+                s.known[ev.source] = s.since[ev.source] = minute
             return None
         self._roll(s, minute, policy)
         s.tok += ev.tokens
@@ -421,11 +471,13 @@ class Engine:
         s.sq += float(ev.tokens) ** 2
         s.ht += ev.tokens
         s.hr += 1
+        # When the key was first seen at this source (-1: before first-seen was recorded).
+        first_here = s.since.get(ev.source, -1) if ev.source in s.known else minute
         self._see(s, ev.source, minute)
         signal = (
             self._volume(s, ev, policy)
             or self._fanout(s, ev)
-            or self._stuffing_source(ev, minute, source)
+            or self._stuffing_source(ev, minute, source, first_here)
         )
         if signal is None:
             return None
@@ -514,6 +566,7 @@ class Engine:
         """Remember ``source``; a source the key has not used in ``known_minutes`` is new."""
         if source not in s.known:
             s.fresh[source] = minute
+            s.since[source] = minute
             if len(s.fresh) > int(self.fanout_threshold(s)) + 2:  # enough to decide
                 del s.fresh[min(s.fresh, key=lambda k: s.fresh[k])]
         s.known[source] = minute
@@ -522,6 +575,7 @@ class Engine:
             s.known = {k: m for k, m in s.known.items() if m > forget}
             while len(s.known) > self.p.max_sources:
                 del s.known[min(s.known, key=lambda k: s.known[k])]
+            s.since = {k: m for k, m in s.since.items() if k in s.known}
 
     def _volume(self, s: KeyState, ev: Usage, policy: Policy) -> _Signal | None:
         """A token or request spike in the open minute, if it counts.
@@ -568,19 +622,32 @@ class Engine:
         return _Signal(FANOUT, seen, s.bi, threshold, "new sources/hour", start)
 
     def _stuffing_source(
-        self, ev: Usage, minute: int, source: SourceState | None
+        self, ev: Usage, minute: int, source: SourceState | None, first_here: int
     ) -> _Signal | None:
+        """The key is used from a flagged source. Strong (may suspend) only on evidence tied
+        to the key: enough distinct refused keys that concern it (unknown keys, or dead keys
+        of its own tenant: :func:`evidence_for`) and the key new at the source (first used
+        there after the stuffing's evidence window opened). Anything else is an alert: a
+        key whose only fault is sharing an address with a stuffer is never suspended."""
         flag = source.flagged_at(minute) if source is not None else None
         if flag is None:
             return None
+        if not flag.get("strong"):
+            return _Signal(
+                STUFFING_SOURCE, int(flag["refusals"]), 0.0, float(self.p.stuffing_anonymous),
+                "refusals/5 min", int(flag["onset"]) * MINUTE_MS, strong=False, source=ev.source,
+            )  # fmt: skip
+        concerning = evidence_for(flag, ev.tenant_id)
+        began = int(flag["onset"]) - self.p.stuffing_window_min + 1
+        new_here = first_here >= began
         return _Signal(
             STUFFING_SOURCE,
-            int(flag["distinct"]) if flag.get("strong") else int(flag["refusals"]),
+            int(flag["distinct"]),
             0.0,
-            float(self.p.stuffing_distinct if flag.get("strong") else self.p.stuffing_anonymous),
-            "refused keys/5 min" if flag.get("strong") else "refusals/5 min",
+            float(self.p.stuffing_distinct),
+            "refused keys/5 min",
             int(flag["onset"]) * MINUTE_MS,
-            strong=bool(flag.get("strong")),
+            strong=new_here and concerning >= self.p.stuffing_distinct,
             source=ev.source,
         )
 
@@ -644,14 +711,27 @@ class Engine:
         src.anonymous = {m: c for m, c in src.anonymous.items() if m >= oldest}
         if minute < oldest:  # pragma: no cover - cannot happen (oldest <= minute)
             return None
+        if src.owners:
+            src.owners = {k: t for k, t in src.owners.items() if k in src.refused}
+        if not ev.stuffing:
+            return None  # a tenant's own mistake (scope, environment, route ...): not stuffing
         if ev.fp:
             src.refused[ev.fp] = max(minute, src.refused.get(ev.fp, minute))
+            if ev.tenant:
+                src.owners[ev.fp] = ev.tenant[:64]
             if len(src.refused) > p.max_refused:
-                del src.refused[min(src.refused, key=lambda k: src.refused[k])]
+                oldest_fp = min(src.refused, key=lambda k: src.refused[k])
+                del src.refused[oldest_fp]
+                src.owners.pop(oldest_fp, None)
         else:
             src.anonymous[minute] = src.anonymous.get(minute, 0) + 1
         distinct = len(src.refused)
         refusals = distinct + sum(src.anonymous.values())
+        tenants: dict[str, int] = {}
+        for owner in src.owners.values():
+            tenants[owner] = tenants.get(owner, 0) + 1
+        unknown = distinct - len(src.owners)
+        largest = sorted(tenants.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_FLAG_TENANTS]
         strong = distinct >= p.stuffing_distinct
         if not strong and refusals < p.stuffing_anonymous:
             return None
@@ -660,6 +740,13 @@ class Engine:
             flag["until"] = minute + p.stuffing_flag_min
             flag["distinct"] = max(int(flag["distinct"]), distinct)
             flag["refusals"] = max(int(flag["refusals"]), refusals)
+            flag["unknown"] = max(int(flag.get("unknown", 0)), unknown)
+            merged = dict(flag.get("tenants") or {})
+            for tenant, n in largest:
+                merged[tenant] = max(int(merged.get(tenant, 0)), n)
+            flag["tenants"] = dict(
+                sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_FLAG_TENANTS]
+            )
             if flag.get("strong") or not strong:
                 return None
             flag["strong"] = True  # weak evidence became strong: say so, once
@@ -671,6 +758,8 @@ class Engine:
                 "strong": strong,
                 "distinct": distinct,
                 "refusals": refusals,
+                "unknown": unknown,
+                "tenants": dict(largest),
             }
         return Finding(
             subject=ev.source,

@@ -62,6 +62,7 @@ def refusal(item: Mapping[str, Any]) -> Refusal | None:
         source=normalise_source(item.get("source_ip")),
         code=str(item.get("code") or ""),
         fp=str(fp)[:64] if fp else None,
+        tenant=str(item.get("tenant_id") or "")[:64],
     )
 
 
@@ -83,7 +84,10 @@ def access_log_refusal(line: Mapping[str, Any], fallback_ts: int) -> Refusal | N
     at the gate (only 401 and 403 answered by the gateway count).
 
     A 403 names the refused key (``keyId``, from the authorizer's context): its id is the
-    fingerprint. A 401 names none: the refusal is anonymous (weak evidence).
+    fingerprint, and ``tenantId`` its tenant (the evidence is about that tenant only); its
+    ``decision`` says why (only some decisions are stuffing: ``logic.STUFFING_CODES``). A 401
+    names none: the refusal is anonymous (weak evidence), and the authorizer raises 401 only
+    for a missing, malformed or unknown key (``invalid_api_key``).
     """
     status = str(line.get("status", ""))
     if status not in REFUSED_STATUSES:
@@ -92,12 +96,23 @@ def access_log_refusal(line: Mapping[str, Any], fallback_ts: int) -> Refusal | N
         return None  # e.g. a WAF block: not a refused key
     ts = _parse_request_time(line.get("requestTime"))
     key_id = line.get("keyId")
+    if status == "401":
+        code = "invalid_api_key"
+    else:
+        decision = line.get("decision")
+        code = str(decision) if decision not in (None, "", "-") else "ACCESS_DENIED"
     return Refusal(
         ts=ts if ts is not None else fallback_ts,
         source=normalise_source(line.get("ip")),
-        code=str(line.get("decision") or line.get("errorType") or status),
+        code=code[:64],
         fp=fingerprint(key_id) if isinstance(key_id, str) and key_id not in ("", "-") else None,
+        tenant=_named(line.get("tenantId")),
     )
+
+
+def _named(value: Any) -> str:
+    """An access-log field's value, or "" when API Gateway logged none (``-``)."""
+    return str(value)[:64] if isinstance(value, str) and value not in ("", "-") else ""
 
 
 def _parse_request_time(value: Any) -> int | None:

@@ -3,10 +3,21 @@
 GitHub sends ``Github-Public-Key-Identifier`` (which of its keys signed) and
 ``Github-Public-Key-Signature`` (base64 of a DER-encoded ECDSA signature). Its public keys
 are published as JSON (``{"public_keys": [{"key_identifier", "key" (PEM), "is_current"}]}``)
-at a URL (configurable: tests serve their own list). :class:`PublicKeys` fetches that list
-with urllib and caches it per container for a TTL; an unknown identifier triggers one early
-refresh (GitHub rotated its key), at most once a minute, so a flood of forged identifiers
-cannot make us hammer the key endpoint.
+at a URL (configurable: tests and ``make local`` serve their own list).
+
+:class:`PublicKeys` fetches that list with urllib and caches it per container:
+
+* a fetched list is trusted for ``ttl_s``; an unknown identifier triggers an early refresh
+  (GitHub rotated its key), but never more than one fetch per ``min_refresh_s``, however many
+  forged identifiers arrive;
+* a failed fetch keeps the **last good** list in use (for at most ``max_stale_s``) and backs
+  off exponentially (``min_refresh_s``, then twice as long each failure, up to
+  ``max_backoff_s``): while GitHub is unreachable or rate-limits us, requests are answered from
+  the last good list and do not fetch at all until the backoff is over;
+* with a GitHub token (``token``: read from Secrets Manager by the handler) the fetch is
+  authenticated (``Authorization: Bearer``), which raises GitHub's rate limit for our address
+  from 60 to 5,000 an hour; a token GitHub refuses is dropped and the fetch retried without
+  it. The token is never logged nor put in an error.
 """
 
 from __future__ import annotations
@@ -14,26 +25,49 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any, Final
+
+from functions.common.observability import MetricUnit, logger, metrics
 
 MAX_KEYS_DOCUMENT: Final = 1024 * 1024
 FETCH_TIMEOUT_S: Final = 3.0
 
 
 class KeysUnavailable(Exception):
-    """GitHub's public keys could not be fetched or read."""
+    """GitHub's public keys could not be fetched or read, and no good list is at hand.
+    ``retry_after``: seconds until the next fetch will be tried."""
+
+    def __init__(self, message: str, retry_after: float = 60.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
-def fetch_url(url: str) -> bytes:
-    request = urllib.request.Request(  # noqa: S310 - https (or a test's http) from settings
-        url, headers={"Accept": "application/json", "User-Agent": "tollgate-leak-webhook"}
-    )
-    with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_S) as response:  # noqa: S310
-        return bytes(response.read(MAX_KEYS_DOCUMENT + 1))
+class TokenRefused(Exception):
+    """GitHub refused the token the fetch was authenticated with (401)."""
+
+
+Fetch = Callable[[str, str | None], bytes]
+
+
+def fetch_url(url: str, token: str | None = None) -> bytes:
+    """GET the key list; ``token`` (if any) as ``Authorization: Bearer``."""
+    headers = {"Accept": "application/json", "User-Agent": "tollgate-leak-webhook"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - https (or local http)
+    try:
+        with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_S) as response:  # noqa: S310
+            return bytes(response.read(MAX_KEYS_DOCUMENT + 1))
+    except urllib.error.HTTPError as exc:
+        if token and exc.code == 401:
+            raise TokenRefused(f"HTTP {exc.code}") from None
+        raise OSError(f"HTTP {exc.code} from the key list") from None
 
 
 def parse_keys(document: bytes) -> dict[str, Any]:
@@ -62,7 +96,7 @@ def parse_keys(document: bytes) -> dict[str, Any]:
 
 
 class PublicKeys:
-    """GitHub's public keys by identifier, fetched on demand and cached for ``ttl_s``."""
+    """GitHub's public keys by identifier: fetched on demand, cached, last good kept."""
 
     def __init__(
         self,
@@ -70,37 +104,82 @@ class PublicKeys:
         *,
         ttl_s: float = 3600.0,
         min_refresh_s: float = 60.0,
-        fetch: Callable[[str], bytes] = fetch_url,
+        max_backoff_s: float = 900.0,
+        max_stale_s: float = 7 * 86_400.0,
+        fetch: Fetch = fetch_url,
+        token: Callable[[], str | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
         self.ttl_s = ttl_s
         self.min_refresh_s = min_refresh_s
+        self.max_backoff_s = max(max_backoff_s, min_refresh_s)
+        self.max_stale_s = max_stale_s
         self._fetch = fetch
+        self._token = token
+        self._token_refused = False
         self._clock = clock
         self._keys: dict[str, Any] = {}
-        self._fetched_at: float | None = None
+        self._fetched_at: float | None = None  # the last good fetch
+        self._next_try: float = -math.inf  # no fetch before this time
+        self._failures = 0
+        self.fetches = 0  # attempts, for tests and metrics
         self._lock = threading.Lock()
 
     def get(self, identifier: str) -> Any | None:
         """The public key ``identifier`` names, or None. Raises :class:`KeysUnavailable`
-        when the list is needed and cannot be fetched."""
+        when no usable list is at hand (never fetched, or the last good one is too old)."""
         with self._lock:
             now = self._clock()
             age = None if self._fetched_at is None else now - self._fetched_at
-            stale = age is None or age >= self.ttl_s
-            unknown = identifier not in self._keys
-            if stale or (unknown and age is not None and age >= self.min_refresh_s):
+            wanted = (
+                age is None
+                or age >= self.ttl_s
+                or (identifier not in self._keys and age >= self.min_refresh_s)
+            )
+            if wanted and now >= self._next_try:
                 self._refresh(now)
+                age = None if self._fetched_at is None else now - self._fetched_at
+            if age is None or age >= self.max_stale_s:
+                raise KeysUnavailable(
+                    "no usable public key list", retry_after=max(1.0, self._next_try - now)
+                )
             return self._keys.get(identifier)
 
     def _refresh(self, now: float) -> None:
+        self.fetches += 1
         try:
-            document = self._fetch(self.url)
-        except OSError as exc:  # URLError, timeouts, HTTP errors
-            raise KeysUnavailable(f"could not fetch the public key list: {exc}") from None
-        self._keys = parse_keys(document)
-        self._fetched_at = now
+            document = self._get_document()
+            keys = parse_keys(document)
+        except (OSError, KeysUnavailable) as exc:
+            self._failures += 1
+            backoff = min(self.max_backoff_s, self.min_refresh_s * 2 ** (self._failures - 1))
+            self._next_try = now + backoff
+            metrics.add_metric(name="GitHubKeysFetchFailed", unit=MetricUnit.Count, value=1)
+            logger.warning(
+                "GitHub public keys not refreshed; the last good list stays in use",
+                extra={
+                    "error": str(exc)[:200],
+                    "failures": self._failures,
+                    "next_try_s": round(backoff),
+                    "have_keys": bool(self._keys),
+                },
+            )
+            return
+        self._keys, self._fetched_at, self._failures = keys, now, 0
+        self._next_try = now + self.min_refresh_s
+
+    def _get_document(self) -> bytes:
+        token = None
+        if self._token is not None and not self._token_refused:
+            token = self._token()
+        try:
+            return self._fetch(self.url, token)
+        except TokenRefused:
+            self._token_refused = True  # until the container is replaced: log once, go on
+            logger.error("GitHub refused the configured token; fetching without it")
+            metrics.add_metric(name="GitHubTokenRefused", unit=MetricUnit.Count, value=1)
+            return self._fetch(self.url, None)
 
 
 def verify(body: bytes, signature_b64: str, public_key: Any) -> bool:

@@ -161,11 +161,11 @@ def _send(dynamodb: Any, evt: dict[str, Any]) -> None:
     rid = evt["requestContext"]["requestId"]
 
     def state() -> tuple[int, int]:
-        t = dynamodb.get_item(
-            TableName="tollgate-tenants", Key={"tenant_id": {"S": "acme"}}, ConsistentRead=True
-        )["Item"]
+        from tests import gate_support
+
+        tokens = gate_support.view("acme")["mtok"]
         n = dynamodb.scan(TableName="tollgate-usage", Select="COUNT", ConsistentRead=True)
-        return int(t.get("mtok", {"N": "0"})["N"]), int(n["Count"])
+        return int(tokens), int(n["Count"])
 
     before_tokens, before_events = state()
     others = snapshot(dynamodb, *OTHER_TABLES)

@@ -58,6 +58,51 @@ def test_every_route_exists_with_the_authorizer_and_the_api_function(dev: Synth)
             assert method["RequestParameters"][f"method.request.path.{name}"] is True
 
 
+def _methods(synth: Synth) -> dict[tuple[str, str], dict[str, Any]]:
+    paths = resource_paths(synth.resources)
+    return {
+        (m["Properties"]["HttpMethod"], paths[str(ref(m["Properties"]["ResourceId"]))]): m[
+            "Properties"
+        ]
+        for m in of_type(synth.resources, "AWS::ApiGateway::Method").values()
+    }
+
+
+def test_streaming_routes_stream_for_15_minutes_and_others_stay_buffered(dev: Synth) -> None:
+    methods = _methods(dev)
+    assert {r.path for r in ROUTES if r.streaming} == {"/v1/chat/completions", "/v1/responses"}
+    for route in ROUTES:
+        integration = methods[(route.method, route.path)]["Integration"]
+        uri = json.dumps(integration["Uri"])
+        if route.streaming:
+            assert integration["ResponseTransferMode"] == "STREAM", route
+            assert integration["TimeoutInMillis"] == 900_000, route
+            assert "response-streaming-invocations" in uri, route
+        else:
+            assert integration.get("ResponseTransferMode", "BUFFERED") == "BUFFERED", route
+            assert integration.get("TimeoutInMillis", 29_000) == 29_000, route
+            assert "response-streaming-invocations" not in uri, route
+
+
+def test_api_function_runs_its_streaming_runtime_for_15_minutes(dev: Synth) -> None:
+    props = dev.resources[function_id(dev, "ApiFunctionName")]["Properties"]
+    assert props["Timeout"] == 900
+    assert props["Environment"]["Variables"]["AWS_LAMBDA_EXEC_WRAPPER"] == (
+        "/var/task/functions/api/bootstrap"
+    )
+    policies = [p for p in of_type(dev.resources, "AWS::IAM::Policy").values()]
+    actions = json.dumps([p["Properties"]["PolicyDocument"] for p in policies])
+    assert "bedrock:InvokeModelWithResponseStream" in actions
+
+
+def test_the_exec_wrapper_is_executable_and_runs_the_runtime() -> None:
+    from pathlib import Path
+
+    wrapper = Path(__file__).resolve().parents[2] / "functions" / "api" / "bootstrap"
+    assert wrapper.stat().st_mode & 0o111
+    assert "-m functions.api.runtime" in wrapper.read_text()
+
+
 def test_gateway_responses_carry_the_openai_error_body(dev: Synth) -> None:
     responses = {
         r["Properties"]["ResponseType"]: r["Properties"]

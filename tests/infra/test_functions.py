@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from functions.common.config import TABLE_ENV
-from infra.functions import RUNTIME_PROVIDED, PipBundler, remove_distributions
+from infra.functions import RUNTIME_PROVIDED, FunctionSpec, PipBundler, remove_distributions
 from tests.infra.cfn import grants, of_type, ref, role_statements
 from tests.infra.conftest import Synth
 
@@ -68,8 +68,28 @@ def test_every_function_is_python313_on_arm64_from_one_asset(dev: Synth) -> None
         assets.add(json.dumps(props["Code"], sort_keys=True))
         env = props["Environment"]["Variables"]
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Tollgate"
-        assert env["POWERTOOLS_SERVICE_NAME"] and env["LOG_LEVEL"] == "INFO"
+        assert env["POWERTOOLS_SERVICE_NAME"].startswith("tollgate-"), name
+        assert env["LOG_LEVEL"] == "INFO"
     assert len(assets) == 1, "one shared code asset"
+
+
+def test_each_function_gets_its_own_service_name(dev: Synth) -> None:
+    """Finding 7: ``POWERTOOLS_SERVICE_NAME`` is ``tollgate-<service>`` and unique per function
+    (functions/common/observability.py no longer overrides it); a second function with a
+    service already taken is refused."""
+    by_handler = {
+        fn["Properties"]["Handler"]: fn["Properties"]["Environment"]["Variables"][
+            "POWERTOOLS_SERVICE_NAME"
+        ]
+        for fn in functions(dev).values()
+    }
+    assert len(set(by_handler.values())) == len(by_handler) == len(functions(dev))
+    assert by_handler["functions.authorizer.handler.handler"] == "tollgate-authorizer"
+    assert by_handler["functions.api.handler.handler"] == "tollgate-api"
+    fns = dev.stack.functions
+    assert {spec.service_name for spec in fns.specs} == set(by_handler.values())
+    with pytest.raises(ValueError, match="own service name"):
+        fns.add(FunctionSpec("Another", "functions.api.handler.handler", service="api"))
 
 
 def test_table_env_vars_are_exactly_the_tables_the_role_may_touch(dev: Synth) -> None:
@@ -111,12 +131,17 @@ def test_api_role_exact_actions(dev: Synth) -> None:
     }
     pairs = all_grants(dev, fn)
     bedrock = {r for a, r in pairs if a.startswith("bedrock:")}
-    assert {a for a, _ in pairs if a.startswith("bedrock:")} == {"bedrock:InvokeModel"}
+    assert {a for a, _ in pairs if a.startswith("bedrock:")} == {
+        "bedrock:InvokeModel",
+        "bedrock:InvokeModelWithResponseStream",  # ConverseStream
+    }
     assert bedrock == {
         "arn:<AWS::Partition>:bedrock:<AWS::Region>::foundation-model/"
         "anthropic.claude-3-haiku-20240307-v1:0"
     }
-    (secret_id,) = of_type(dev.resources, "AWS::SecretsManager::Secret")
+    (secret_id,) = [  # the upstream's (the leak webhook has its own: GitHubTokenSecret)
+        s for s in of_type(dev.resources, "AWS::SecretsManager::Secret") if "Upstream" in s
+    ]
     assert {(a, r) for a, r in pairs if a.startswith("secretsmanager:")} == {
         ("secretsmanager:GetSecretValue", secret_id)
     }
@@ -194,10 +219,11 @@ def test_pip_bundler_copies_functions_and_drops_runtime_packages(
         _fake_dist(target, "pynamodb", {"pynamodb/__init__.py": ""})
         (target / "bin").mkdir()
         (target / "bin" / "jp.py").write_text("")
+        return type("Done", (), {"returncode": 0})()
 
     monkeypatch.setattr("infra.functions.subprocess.run", fake_pip)
     out = tmp_path / "out"
-    assert PipBundler().try_bundle(str(out)) is True
+    assert PipBundler(cache=tmp_path / "cache").try_bundle(str(out)) is True
     (argv,) = calls
     for flag in ("manylinux2014_aarch64", "--only-binary=:all:", "3.13", "cp", "--no-compile"):
         assert flag in argv

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from functions.authorizer import logic
-from infra.observability import ALERT_ON_ANY, METRICS_NAMESPACE, METRICS_SERVICE
+from infra.observability import ALERT_ON_ANY, METRICS_NAMESPACE
 from tests.infra.cfn import of_type, ref
 from tests.infra.conftest import ROOT, Synth
 
@@ -55,6 +55,13 @@ def authorizer_errors_alarm(synth: Synth) -> dict[str, Any]:
         )
     ]
     return alarm
+
+
+def function_env(synth: Synth, output: str) -> dict[str, Any]:
+    variables: dict[str, Any] = synth.resources[function_of(synth, output)]["Properties"][
+        "Environment"
+    ]["Variables"]
+    return variables
 
 
 def emitted_metrics() -> set[str]:
@@ -110,7 +117,10 @@ def test_authorizer_errors_alarm_leaves_out_its_401s(dev: Synth) -> None:
     assert {m["Namespace"] for m in decisions} == {METRICS_NAMESPACE}
     dims = [{d["Name"]: d["Value"] for d in m["Dimensions"]} for m in decisions]
     assert sorted(d["reason"] for d in dims) == sorted(raising)
-    assert all(d["service"] == METRICS_SERVICE and len(d) == 2 for d in dims)
+    # the authorizer's own service name, as its environment gives it to Powertools
+    service = function_env(dev, "AuthorizerFunctionName")["POWERTOOLS_SERVICE_NAME"]
+    assert service == "tollgate-authorizer"
+    assert all(d["service"] == service and len(d) == 2 for d in dims)
     (expression,) = [q for q in alarm["Metrics"] if q.get("ReturnData", True) and "Expression" in q]
     ids = {q["Id"]: q for q in alarm["Metrics"]}
     (errors_id,) = [
@@ -134,11 +144,24 @@ def test_authorizer_latency_alarm(dev: Synth) -> None:
 # -- Tollgate's metrics ------------------------------------------------------------------------
 
 
-def test_the_namespace_and_service_are_what_the_functions_write() -> None:
+def test_the_namespace_is_what_the_functions_write(dev: Synth) -> None:
     from functions.common.observability import metrics
 
-    assert metrics.namespace == METRICS_NAMESPACE
-    assert metrics.service == METRICS_SERVICE
+    assert metrics.namespace == METRICS_NAMESPACE == "Tollgate"
+    for name, fn in of_type(dev.resources, "AWS::Lambda::Function").items():
+        env = fn["Properties"]["Environment"]["Variables"]
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == METRICS_NAMESPACE, name
+
+
+def test_each_function_reports_under_its_own_service_name(dev: Synth) -> None:
+    """Finding 7: every function's ``service`` (log key and metric dimension) is its own."""
+    services = {
+        name: fn["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
+        for name, fn in of_type(dev.resources, "AWS::Lambda::Function").items()
+    }
+    assert len(set(services.values())) == len(services), services
+    assert all(re.fullmatch(r"tollgate-[a-z]+(-[a-z]+)*", s) for s in services.values()), services
+    assert function_env(dev, "ApiFunctionName")["POWERTOOLS_SERVICE_NAME"] == "tollgate-api"
 
 
 def test_any_suspension_and_every_reported_invariant_breach_alarms(dev: Synth) -> None:

@@ -210,12 +210,20 @@ class Reply:
         return err
 
 
+def body_text(out: dict[str, Any]) -> str:
+    """A proxy response's body as text; a streamed body (an iterator) read to its end."""
+    body = out.get("body") or ""
+    if isinstance(body, str):
+        return body
+    return "".join(p.decode() if isinstance(p, bytes) else p for p in body)
+
+
 def call(evt: dict[str, Any]) -> Reply:
     out = api.handler(evt, LambdaContext())
     headers = {k.lower(): str(v) for k, v in (out.get("headers") or {}).items()}
     for k, values in (out.get("multiValueHeaders") or {}).items():
         headers[k.lower()] = str(values[-1])
-    return Reply(out["statusCode"], headers, out.get("body") or "")
+    return Reply(out["statusCode"], headers, body_text(out))
 
 
 def chat_body(text: str = "hello", model: str = "tollgate-echo", **extra: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from functions.api import handler as api
-from functions.api.errors import ProviderError
+from functions.api.errors import ProviderError, ProviderUnreachable
 from tests import gate_support
 from tests.integration.api_events import (
     RoundTrips,
@@ -348,8 +348,8 @@ def test_stream_without_include_usage_has_no_usage_chunk(who: Who) -> None:
     assert reply.text.endswith("data: [DONE]\n\n")
 
 
-def test_model_failure_releases_reservation_and_records_error(who: Who, tables: Any) -> None:
-    install("bedrock", Spy(error=ProviderError("Bedrock failed (AccessDeniedException).")))
+def test_model_refusal_releases_reservation_and_records_error(who: Who, tables: Any) -> None:
+    install("bedrock", Spy(error=ProviderUnreachable("Bedrock refused (AccessDeniedException).")))
     reply = chat(who, "hi", model=BEDROCK, max_tokens=100)
     assert reply.status == 502
     assert reply.error["code"] == "provider_error" and reply.error["type"] == "server_error"
@@ -357,6 +357,17 @@ def test_model_failure_releases_reservation_and_records_error(who: Who, tables: 
     assert item["status"] == "error" and item["error_class"] == "provider_error"
     assert item["prompt_tokens"] == item["completion_tokens"] == item["cost_micros"] == 0
     assert tenant_item(tables)["mtok"] == 0
+
+
+def test_model_failure_after_running_bills_the_upper_bound(who: Who, tables: Any) -> None:
+    """An unreadable answer: the provider ran and billed; Tollgate never bills 0 for it."""
+    install("bedrock", Spy(error=ProviderError("Bedrock sent an answer Tollgate cannot read.")))
+    reply = chat(who, "hi", model=BEDROCK, max_tokens=100)
+    assert reply.status == 502
+    [item] = events_table(tables)
+    assert item["status"] == "error" and item["estimated"] is True
+    assert item["completion_tokens"] == 100 and item["prompt_tokens"] > 0
+    assert tenant_item(tables)["mtok"] == item["prompt_tokens"] + 100
 
 
 def test_unexpected_failure_is_a_500_without_trace(who: Who, tables: Any) -> None:
@@ -372,7 +383,8 @@ def test_unexpected_failure_is_a_500_without_trace(who: Who, tables: Any) -> Non
     assert "boom" not in reply.text and "Traceback" not in reply.text
     [item] = events_table(tables)
     assert item["error_class"] == "internal_error"
-    assert tenant_item(tables)["mtok"] == 0
+    assert item["estimated"] is True  # the model may have run: its upper bound, not 0
+    assert tenant_item(tables)["mtok"] == item["prompt_tokens"] + item["completion_tokens"]
 
 
 def test_unknown_route_is_404(who: Who) -> None:

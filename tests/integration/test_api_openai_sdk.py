@@ -15,6 +15,7 @@ from functions.api import handler as api
 from tests.integration.api_events import (
     LambdaContext,
     Who,
+    body_text,
     event,
     events_table,
     fresh_api,
@@ -47,7 +48,7 @@ def client_for(who: Who) -> openai.OpenAI:
         headers = [(k, str(v)) for k, v in (out.get("headers") or {}).items()]
         for k, values in (out.get("multiValueHeaders") or {}).items():
             headers += [(k, str(v)) for v in values]
-        return httpx.Response(out["statusCode"], headers=headers, text=out["body"])
+        return httpx.Response(out["statusCode"], headers=headers, text=body_text(out))
 
     return openai.OpenAI(
         base_url="https://api.example/v1",

@@ -150,7 +150,7 @@ def test_bare_bedrock_id_routes_to_bedrock(who: Who, bedrock: Any) -> None:
         ("AccessDeniedException", 403, 502, "provider_error"),
     ],
 )
-def test_bedrock_errors_release_the_reservation(
+def test_bedrock_errors_release_or_bill_the_upper_bound(
     who: Who, bedrock: Any, tables: Any, code: str, http: int, status: int, error: str
 ) -> None:
     bedrock.add_client_error(
@@ -159,9 +159,13 @@ def test_bedrock_errors_release_the_reservation(
     reply = chat(who, "hi", model=f"bedrock:{CLAUDE}", max_tokens=100)
     assert reply.status == status, reply.text
     assert reply.error["code"] == error
-    assert tenant_item(tables)["mtok"] == 0
     [item] = events_table(tables)
     assert item["status"] == "error" and item["error_class"] == error
+    if error == "provider_timeout":  # the model ran: its upper bound, marked estimated
+        assert item["estimated"] is True and item["completion_tokens"] == 100
+        assert tenant_item(tables)["mtok"] == item["prompt_tokens"] + 100
+    else:  # refused before running: released
+        assert tenant_item(tables)["mtok"] == 0 and "estimated" not in item
 
 
 # -- the OpenAI-compatible upstream ------------------------------------------------------
@@ -171,6 +175,7 @@ class FakeUpstream:
     def __init__(self, api_key: str = "sk-upstream-1") -> None:
         self.api_key = api_key
         self.mode = "ok"
+        self.billed = 0
         self.requests: list[dict[str, Any]] = []
         self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}/v1"
@@ -190,9 +195,17 @@ class FakeUpstream:
             resp = Response(json.dumps({"error": {"message": "bad key"}}), status=401)
         elif self.mode.isdigit():
             resp = Response(json.dumps({"error": {"message": "boom"}}), status=int(self.mode))
+        elif body.get("stream"):
+            resp = Response(self._sse(body), content_type="text/event-stream")
         else:
-            if self.mode == "slow":
+            if self.mode in ("slow", "stall"):
+                self.billed = self.WORDS  # it ran the model; the client timed out
                 time.sleep(1.5)
+            if self.mode == "drop":
+                self.billed = self.WORDS
+                return Response(self._cut(), content_type="application/json")(
+                    environ, start_response
+                )
             reply = body["messages"][-1]["content"].upper()
             answer: dict[str, Any] = {
                 "id": "chatcmpl-up",
@@ -205,6 +218,38 @@ class FakeUpstream:
                 answer["usage"] = {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
             resp = Response(json.dumps(answer), content_type="application/json")
         return resp(environ, start_response)
+
+    WORDS = 6  # a streamed answer: six chunks
+    STALL_AFTER = 3  # "stall" and "drop" stop after this many chunks
+
+    def _cut(self) -> Iterator[bytes]:
+        yield b'{"id": "chatcmpl-up", "choices": [{"index": 0, "mess'
+        raise ConnectionAbortedError("the upstream dropped the answer")
+
+    def _sse(self, body: dict[str, Any]) -> Iterator[bytes]:
+        """Chunks of one token each; the usage chunk when asked; [DONE]. ``stall``: stops
+        sending after STALL_AFTER chunks (the client times out); ``drop``: closes the
+        connection there. ``billed`` is what this upstream would bill (what it produced)."""
+        self.billed = 0
+
+        def event(data: dict[str, Any]) -> bytes:
+            return f"data: {json.dumps(data)}\n\n".encode()
+
+        base = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "model": body["model"]}
+        for i in range(self.WORDS):
+            if self.mode in ("stall", "drop") and i == self.STALL_AFTER:
+                if self.mode == "stall":
+                    time.sleep(3)
+                raise ConnectionAbortedError("the upstream dropped the stream")
+            self.billed += 1
+            delta = {"index": 0, "delta": {"content": f"w{i} "}, "finish_reason": None}
+            yield event({**base, "choices": [delta]})
+        yield event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {"prompt_tokens": 9, "completion_tokens": self.WORDS,
+                     "total_tokens": 9 + self.WORDS}  # fmt: skip
+            yield event({**base, "choices": [], "usage": usage})
+        yield b"data: [DONE]\n\n"
 
 
 @pytest.fixture
@@ -283,7 +328,6 @@ def test_rotated_upstream_key_is_picked_up_after_one_refusal(
         ("429", 503, "model_unavailable"),
         ("400", 400, "model_rejected_request"),
         ("404", 502, "provider_error"),
-        ("slow", 504, "provider_timeout"),
     ],
 )
 def test_upstream_failures_release_the_reservation(
@@ -297,6 +341,20 @@ def test_upstream_failures_release_the_reservation(
     assert tenant_item(tables)["mtok"] == 0
     [item] = events_table(tables)
     assert item["error_class"] == code
+
+
+def test_upstream_timeout_bills_the_upper_bound_marked_estimated(
+    who: Who, upstream: FakeUpstream, tables: Any
+) -> None:
+    """The upstream may have generated (and billed) every token: never bill 0."""
+    _with_upstream(_secret(upstream), [], timeout_s=0.5)
+    upstream.mode = "slow"
+    reply = chat(who, "x", model="upstream:gpt-4o-mini", max_tokens=10)
+    assert reply.status == 504 and reply.error["code"] == "provider_timeout"
+    [item] = events_table(tables)
+    assert item["estimated"] is True and item["status"] == "error"
+    assert (item["prompt_tokens"], item["completion_tokens"]) == (32 + 1 + 16, 10)
+    assert tenant_item(tables)["mtok"] == 32 + 1 + 16 + 10
 
 
 def test_upstream_without_usage_is_charged_its_upper_bound(

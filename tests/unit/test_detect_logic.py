@@ -310,3 +310,78 @@ def test_backtest_blocks_a_suspended_keys_later_events() -> None:
     report = backtest.run([*events, {"nonsense": True}])
     assert report.skipped == 1 and list(report.first_suspensions()) == [KEY]
     assert report.blocked_events[KEY] == 40 - 17  # suspended at the 17th (51k > 50k)
+
+
+# -- finding 2 of issue 11: a shared address is never enough to suspend a key ---------------
+def _flag_with(engine: Engine, refusals: list[Refusal]) -> SourceState:
+    src = SourceState()
+    for ev in refusals:
+        engine.refusal(src, ev)
+    assert src.flag is not None and src.flag["strong"]
+    return src
+
+
+def test_finding_2_another_tenants_dead_keys_flag_the_address_but_alert_on_its_keys() -> None:
+    engine = Engine()
+    src = _flag_with(
+        engine,
+        [Refusal(ts=at(0, i), source="s", code="key_revoked", fp=f"{i:08x}", tenant="alpha")
+         for i in range(20)],
+    )  # fmt: skip
+    beta = Usage(ts=at(1), key_id="key_beta", tenant_id="beta", tokens=10, source="s")
+    (f,) = feed(engine, KeyState(), [beta], source=src)
+    assert (f.signal, f.action) == (STUFFING_SOURCE, "alert")
+    alpha = Usage(ts=at(1), key_id="key_alpha", tenant_id="alpha", tokens=10, source="s")
+    (g,) = feed(engine, KeyState(), [alpha], source=src)  # the evidence is about alpha
+    assert (g.signal, g.action) == (STUFFING_SOURCE, "suspend")
+
+
+def test_finding_2_a_key_established_at_the_address_only_gets_an_alert() -> None:
+    engine, state = Engine(), KeyState()
+    assert not feed(engine, state, [use(m, 10, "s") for m in range(0, 600, 10)])
+    unknown = [Refusal(ts=at(700, i), source="s", fp=f"{i:08x}") for i in range(25)]
+    src = _flag_with(engine, unknown)
+    found = feed(engine, state, [use(701 + i / 10, 10, "s") for i in range(10)], source=src)
+    assert [(f.signal, f.action) for f in found] == [(STUFFING_SOURCE, "alert")]  # once
+
+
+def test_finding_2_only_refusals_that_look_like_stuffing_count() -> None:
+    engine, src = Engine(), SourceState()
+    mistakes = (
+        "insufficient_scope", "scope_not_in_plan", "wrong_environment", "unknown_route",
+        "key_suspended", "tenant_inactive", "parent_key_inactive", "ACCESS_DENIED",
+    )  # fmt: skip
+    for i in range(200):
+        ev = Refusal(ts=at(0, i / 4), source="s", code=mistakes[i % len(mistakes)],
+                     fp=f"{i:08x}", tenant="alpha")  # fmt: skip
+        assert engine.refusal(src, ev) is None
+    assert src.flag is None and not src.refused
+    for code in ("key_revoked", "key_expired", "invalid_api_key"):
+        assert Refusal(ts=0, source="s", code=code).stuffing
+
+
+def test_finding_2_access_log_lines_carry_the_refused_keys_tenant_and_decision() -> None:
+    line = {"status": "403", "ip": "203.0.113.5", "keyId": "key_x", "tenantId": "alpha",
+            "errorType": "ACCESS_DENIED", "decision": "insufficient_scope"}  # fmt: skip
+    r = records.access_log_refusal(line, fallback_ts=1)
+    assert r is not None and r.tenant == "alpha" and not r.stuffing
+    r = records.access_log_refusal({**line, "decision": "key_revoked"}, fallback_ts=1)
+    assert r is not None and r.stuffing
+    r = records.access_log_refusal({"status": "401", "ip": "x", "decision": "-"}, 1)
+    assert r is not None and r.stuffing and r.tenant == "" and r.fp is None
+
+
+def test_finding_2_a_flag_and_a_key_state_survive_a_round_trip() -> None:
+    engine = Engine()
+    src = _flag_with(
+        engine,
+        [Refusal(ts=at(0, i), source="s", code="key_revoked", fp=f"{i:08x}",
+                 tenant="alpha" if i % 2 else "") for i in range(30)],
+    )  # fmt: skip
+    again = SourceState.from_dict(src.to_dict())
+    assert again.flag == src.flag and again.owners == src.owners
+    assert src.flag is not None and src.flag["tenants"] == {"alpha": 15}
+    assert src.flag["unknown"] == 15
+    state = KeyState()
+    feed(engine, state, [use(1, 10, "s")])
+    assert KeyState.from_dict(state.to_dict()).since == state.since == {"s": T0 // MINUTE_MS + 1}

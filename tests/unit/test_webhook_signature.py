@@ -38,7 +38,7 @@ class Clock:
 def keys(document: bytes | None = None, clock: Clock | None = None) -> tuple[PublicKeys, list[str]]:
     fetched: list[str] = []
 
-    def fetch(url: str) -> bytes:
+    def fetch(url: str, token: str | None = None) -> bytes:
         fetched.append(url)
         return document if document is not None else SIGNER.key_list()
 
@@ -95,7 +95,7 @@ def test_unusable_key_lists_are_unavailable(document: bytes) -> None:
 
 
 def test_an_unreachable_key_list_is_unavailable() -> None:
-    def fetch(url: str) -> bytes:
+    def fetch(url: str, token: str | None = None) -> bytes:
         raise OSError("connection refused")
 
     with pytest.raises(KeysUnavailable):
@@ -164,3 +164,99 @@ def test_revoke_request_wants_exactly_one_target() -> None:
                 {"principal": "p", "tenant_id": "t", "key_id": "k"}):  # fmt: skip
         with pytest.raises(ValueError):
             RevokeRequest.model_validate({**bad, **ok})
+
+
+# -- finding 4 of issue 11: no fetch storm, last good list, authenticated fetch -------------
+class Flaky:
+    """A key list endpoint that fails when told to; records each call's token."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.calls: list[str | None] = []
+
+    def __call__(self, url: str, token: str | None = None) -> bytes:
+        self.calls.append(token)
+        if self.down:
+            raise OSError("HTTP 403 from the key list")  # GitHub's rate limit answer
+        return SIGNER.key_list()
+
+
+def test_finding_4_forged_identifiers_cause_at_most_one_fetch_per_refresh_interval() -> None:
+    clock, endpoint = Clock(), Flaky()
+    cache = PublicKeys("https://keys.example", fetch=endpoint, clock=clock)
+    for minute in range(10):
+        for n in range(1000):  # a thousand forged identifiers a minute
+            assert cache.get(f"forged-{minute}-{n}") is None
+        clock.now += 60
+    assert len(endpoint.calls) == 10  # one per minute, whatever the number of forgeries
+
+
+def test_finding_4_an_unavailable_key_list_is_not_refetched_per_request_and_last_good_serves() -> (
+    None
+):
+    clock, endpoint = Clock(), Flaky()
+    cache = PublicKeys("https://keys.example", ttl_s=3600, fetch=endpoint, clock=clock)
+    assert cache.get(SIGNER.identifier) is not None
+    endpoint.down = True
+    clock.now += 3600  # the list is stale and GitHub is down
+    attempts = []
+    for _ in range(240):  # four hours, a request every minute
+        assert cache.get(SIGNER.identifier) is not None  # the last good list answers
+        assert cache.get("forged") is None
+        attempts.append(len(endpoint.calls))
+        clock.now += 60
+    # backoff: 60 s, 120 s, 240 s ... capped at 900 s -- not one fetch per request
+    assert attempts[-1] - 1 <= 4 * 3600 // 900 + 4
+    endpoint.down = False
+    clock.now += 900
+    assert cache.get(SIGNER.identifier) is not None
+    clock.now += 30
+    cache.get("forged")
+    assert len(endpoint.calls) == attempts[-1] + 1  # back to normal: one fetch, then cached
+
+
+def test_finding_4_without_a_good_list_requests_are_refused_with_the_backoff_as_retry_after() -> (
+    None
+):
+    clock, endpoint = Clock(), Flaky()
+    endpoint.down = True
+    cache = PublicKeys("https://keys.example", fetch=endpoint, clock=clock)
+    retries = []
+    for _ in range(50):
+        with pytest.raises(KeysUnavailable) as info:
+            cache.get(SIGNER.identifier)
+        retries.append(info.value.retry_after)
+        clock.now += 1
+    assert len(endpoint.calls) == 1 and retries[0] == 60  # one fetch, then back off
+
+
+def test_finding_4_the_fetch_is_authenticated_with_the_token_and_falls_back_without_it() -> None:
+    from functions.webhook.signature import TokenRefused
+
+    endpoint = Flaky()
+    cache = PublicKeys("https://keys.example", fetch=endpoint, token=lambda: "ghp_secret")
+    assert cache.get(SIGNER.identifier) is not None
+    assert endpoint.calls == ["ghp_secret"]
+
+    calls: list[str | None] = []
+
+    def refusing(url: str, token: str | None = None) -> bytes:
+        calls.append(token)
+        if token:
+            raise TokenRefused("HTTP 401")
+        return SIGNER.key_list()
+
+    clock = Clock()
+    cache = PublicKeys("https://k", fetch=refusing, token=lambda: "ghp_bad", clock=clock)
+    assert cache.get(SIGNER.identifier) is not None and calls == ["ghp_bad", None]
+    clock.now += 4000
+    cache.get(SIGNER.identifier)
+    assert calls == ["ghp_bad", None, None]  # a refused token is not sent again
+
+
+def test_finding_4_a_token_is_read_from_its_secret_string_or_json() -> None:
+    from functions.webhook.config import parse_token
+
+    assert parse_token('{"token": " ghp_x "}') == "ghp_x" and parse_token("ghp_y\n") == "ghp_y"
+    assert parse_token("") is None and parse_token('{"token": ""}') is None
+    assert parse_token("not a token") is None and parse_token("{broken") is None

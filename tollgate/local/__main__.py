@@ -77,6 +77,12 @@ class LocalStack:
             self.host,
             self._api_port,
         )
+        from tollgate.local.github import LocalGitHub, key_path
+
+        # The leak webhook's key list: a local test key, never GitHub's (tollgate/local/github.py).
+        self.github = LocalGitHub(key_path(self.gateway.server_port), self.host).start()
+        self._stoppers.append(self.github.stop)
+        self.github.point_webhook_here()
         thread = threading.Thread(target=self.gateway.serve_forever, daemon=True)
         thread.start()
         self._stoppers.append(self.gateway.shutdown)
@@ -129,6 +135,10 @@ messages = [{{"role": "user", "content": "hi"}}]
 reply = client.chat.completions.create(model="tollgate-echo", messages=messages)
 print(reply.choices[0].message.content)
 PY
+
+Leak webhook: {url}/webhooks/github/secret-scanning, signed with a local test key
+  ({stack.github.key_file}); report a key as leaked:
+  .venv/bin/python -m tollgate.local.github report {test["secret"]}
 
 Manage it from another terminal:  .venv/bin/tollgate --local keys list --tenant demo
 Stop with Ctrl-C.

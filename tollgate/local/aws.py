@@ -11,6 +11,10 @@ stack, the integration tests and the benchmarks all run moto through :func:`star
 Inside the lock sits :class:`~tollgate.local.faults.FaultInjectingApp`: it lets every request
 through unless faults are switched on (``MotoServer.faults``, or ``TOLLGATE_FAULTS`` at
 :func:`start`), then answers a share of DynamoDB requests with DynamoDB's errors.
+
+Around it, inside the lock too, sits the write meter (:mod:`tollgate.local.meter`), off unless a
+``with server.metered() as m:`` block is open: then every DynamoDB request is counted and every
+item write priced in DynamoDB's write units, on the table and on each index.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from tollgate.local.faults import FaultInjectingApp, Faults, parse_env_or_exit
+from tollgate.local.meter import Metered, WriteMeter
 
 DUMMY_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -34,14 +39,22 @@ DUMMY_CREDENTIALS = {
 
 
 class SerializedApp:
-    """WSGI middleware: one request at a time through moto (see module docstring)."""
+    """WSGI middleware: one request at a time through moto (see module docstring).
 
-    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+    The write meter, when one is given and a block is open, sees each request inside the lock;
+    off, it costs one attribute test per request.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], *, metered: bool = True) -> None:
         self._app = app
         self.lock = threading.Lock()
+        self.meter: WriteMeter | None = WriteMeter(self.lock) if metered else None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         with self.lock:
+            meter = self.meter
+            if meter is not None and meter.on:
+                return meter.observe(self._app, environ, start_response)
             return [b"".join(self._app(environ, start_response))]
 
 
@@ -64,6 +77,8 @@ class MotoServer:
         # Held by every request; whoever edits moto's state directly (the pollers trimming
         # read stream records) must hold it too.
         self.lock = app.lock
+        assert app.meter is not None
+        self.meter: WriteMeter = app.meter
         self._server: BaseWSGIServer = make_server(
             host, port, app, threaded=True, request_handler=QuietHandler
         )
@@ -82,6 +97,16 @@ class MotoServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    @contextmanager
+    def metered(self, tables: Iterable[str] | None = None) -> Iterator[Metered]:
+        """Measure a block: ``with server.metered() as m: ...`` then ``m.write_units_total``,
+        ``m.by_table``, ``m.by_index``, ``m.round_trips``, ``m.writes`` (see
+        :mod:`tollgate.local.meter`). ``tables``: count only requests on these tables.
+        Blocks may nest or overlap (from several threads); each sees every request served
+        while it is open."""
+        with self.meter.recording(tables) as measured:
+            yield measured
 
     def reset(self) -> None:
         """Forget every resource (moto's reset API)."""

@@ -7,11 +7,16 @@ For each HTTP request it does what the deployed stack's API Gateway does:
 2. for an authorized route, build the REQUEST-authorizer event and call the real authorizer
    handler: raising "Unauthorized" gives UNAUTHORIZED (401), any other exception
    AUTHORIZER_FAILURE (503), a malformed answer AUTHORIZER_CONFIGURATION_ERROR; the returned
-   policy is evaluated against the method ARN (explicit Deny wins, Allow required; ``*`` and
-   ``?`` wildcards) and a refusal gets ACCESS_DENIED with ``$context.authorizer.*`` filled in;
+   policy is evaluated against the method ARN as IAM matches a ``Resource`` (explicit Deny
+   wins, Allow required; ``*`` and ``?`` wildcards, no escape: ``_arn_matches``) and a
+   refusal gets ACCESS_DENIED with ``$context.authorizer.*`` filled in;
 3. build the Lambda proxy event, with ``requestContext.authorizer`` holding the principal id
    and the authorizer's context, call the real API handler, and turn its proxy response into
    the HTTP response; an exception or a malformed response gives DEFAULT_5XX (502).
+   A ``streaming`` route (API Gateway's response streaming) goes through the same bytes the
+   function's runtime streams in AWS: the result as an integration response (JSON prelude,
+   8 NUL bytes, body; functions/api/streaming.py), read back as API Gateway reads it, and
+   each piece is written to the client (chunked) as the handler produces it.
 
 The authorizer result is never cached (the stack sets TTL 0). Handlers run in the gateway's
 threads; DynamoDB atomicity comes from moto being serialised (``tollgate.local.aws``).
@@ -33,6 +38,12 @@ from werkzeug.datastructures import Headers
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from functions.api.streaming import (
+    MalformedIntegrationResponse,
+    integration_response,
+    is_streamed,
+    read_integration_response,
+)
 from functions.common.routes import HANDLERS, Route, match, render_gateway_response
 
 ACCOUNT = "123456789012"
@@ -40,20 +51,23 @@ API_ID = "local"
 STAGE = "prod"
 REGION = "us-east-1"
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+BUFFERED_TIMEOUT_MS = 29_000  # API Gateway's integration timeout (buffered routes)
+STREAMING_TIMEOUT_MS = 900_000  # the streaming integration's and the function's: 15 minutes
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
 class LambdaContext:
     """The attributes Powertools reads from a Lambda context."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, timeout_ms: int = BUFFERED_TIMEOUT_MS) -> None:
         self.function_name = name
         self.memory_limit_in_mb = 256
         self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
         self.aws_request_id = str(uuid.uuid4())
+        self._deadline = time.monotonic() + timeout_ms / 1000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 def _load(path: str) -> Handler | None:
@@ -75,9 +89,28 @@ def _gateway_response(kind: str, context: dict[str, Any] | None = None) -> Respo
     )
 
 
+def _segment_regex(pattern: str, *, crosses_colons: bool) -> str:
+    """One ARN segment's IAM wildcards as a regex: ``*`` any run of characters, ``?`` any one
+    character, everything else literal (IAM has no escape)."""
+    one, run = (".", ".*") if crosses_colons else ("[^:]", "[^:]*")
+    return "".join(run if c == "*" else one if c == "?" else re.escape(c) for c in pattern)
+
+
 def _arn_matches(pattern: str, arn: str) -> bool:
-    regex = "^" + ".*".join(".".join(map(re.escape, p.split("?"))) for p in pattern.split("*"))
-    return re.match(regex + "$", arn) is not None
+    """IAM's ``Resource`` matching: the ARN's first five segments (split at colons) are
+    matched one by one, and a ``*`` that ends a segment may run past its colon (so ``*``
+    alone matches every ARN); the sixth, the resource (``api-id/stage/METHOD/path``, colons
+    and all), is matched whole. Case matters; a newline is a character like any other."""
+    head = pattern.split(":", 5)
+    if len(head) < 6 and not head[-1].endswith("*"):
+        return False
+    parts = [
+        _segment_regex(seg, crosses_colons=False) + (".*" if seg.endswith("*") else "")
+        for seg in head[:5]
+    ]
+    if len(head) == 6:
+        parts.append(_segment_regex(head[5], crosses_colons=True))
+    return re.fullmatch(":".join(parts), arn, flags=re.DOTALL) is not None
 
 
 def policy_allows(policy: Any, method_arn: str) -> bool | None:
@@ -128,7 +161,13 @@ class LocalGateway:
             multi.setdefault(name, []).append(value)
         return single, multi
 
-    def _method_arn(self, route: Route, path: str) -> str:
+    @staticmethod
+    def method_arn(route: Route, path: str) -> str:
+        """The method ARN API Gateway hands the authorizer: the request's own path (not the
+        resource template), every character kept, colons included. The path is the
+        percent-decoded one this gateway routes on and puts in ``path``; whether API Gateway
+        decodes it here too is not verified (docs/architecture.md): the authorizer echoes
+        the ARN back verbatim, so it does not depend on it."""
         return f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{STAGE}/{route.method}{path}"
 
     def _request_context(
@@ -159,7 +198,7 @@ class LocalGateway:
         query = request.args
         return {
             "type": "REQUEST",
-            "methodArn": self._method_arn(route, request.path),
+            "methodArn": self.method_arn(route, request.path),
             "resource": route.path,
             "path": request.path,
             "httpMethod": route.method,
@@ -266,8 +305,11 @@ class LocalGateway:
                 content_type="application/json",
             )
         event = self.proxy_event(request, route, params, rc, authorizer_ctx)
+        timeout_ms = STREAMING_TIMEOUT_MS if route.streaming else BUFFERED_TIMEOUT_MS
         try:
-            result = api(event, LambdaContext(f"tollgate-{route.function}"))
+            result = api(event, LambdaContext(f"tollgate-{route.function}", timeout_ms))
+            if route.streaming:
+                return self._streamed_response(result)
             return self._proxy_response(result)
         except Exception:  # the function failed: API Gateway answers 502
             return _gateway_response("DEFAULT_5XX")
@@ -295,6 +337,7 @@ class LocalGateway:
         if allowed is None or not isinstance(context, dict):
             return _gateway_response("AUTHORIZER_CONFIGURATION_ERROR")
         log["keyId"] = str(context.get("key_id") or "-")
+        log["tenantId"] = str(context.get("tenant_id") or "-")  # as the stack's access log
         log["decision"] = str(context.get("code") or "-")
         if not allowed:
             log["errorType"] = "ACCESS_DENIED"
@@ -302,8 +345,26 @@ class LocalGateway:
         return {"principalId": policy.get("principalId", ""), **context}
 
     @staticmethod
+    def _streamed_response(result: Any) -> Response:
+        """A streaming integration: the integration-response bytes the function streams,
+        read as API Gateway reads them; the body goes out piece by piece as produced."""
+        if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int):
+            return _gateway_response("DEFAULT_5XX")
+        try:
+            streamed = read_integration_response(integration_response(result))
+        except MalformedIntegrationResponse:
+            return _gateway_response("DEFAULT_5XX")
+        headers = Headers()
+        for name, value in streamed.headers:
+            headers.add(name, value)
+        return Response(streamed.body, status=streamed.status, headers=headers,
+                        direct_passthrough=True)  # fmt: skip
+
+    @staticmethod
     def _proxy_response(result: Any) -> Response:
         if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int):
+            return _gateway_response("DEFAULT_5XX")
+        if is_streamed(result):  # only a streaming integration can carry an iterator
             return _gateway_response("DEFAULT_5XX")
         headers = Headers()
         for name, value in (result.get("headers") or {}).items():

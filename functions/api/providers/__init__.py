@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from functions.api.providers.base import ChatMessage, Completion, ModelCall, Provider
+from functions.api.providers.base import ChatMessage, Completion, Delta, ModelCall, Provider
 from functions.api.providers.echo import ECHO_MODEL, EchoProvider
 
 BEDROCK_PREFIX: Final = "bedrock:"
@@ -35,6 +35,7 @@ __all__ = [
     "ECHO_MODEL",
     "ChatMessage",
     "Completion",
+    "Delta",
     "ModelCall",
     "Provider",
     "Providers",

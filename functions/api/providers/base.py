@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,7 +21,7 @@ class ModelCall:
     temperature: float | None = None
     top_p: float | None = None
     stop: tuple[str, ...] = ()
-    timeout_s: float = 25.0
+    timeout_s: float = 25.0  # the whole call; also every single read from the provider
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,26 @@ class Completion:
         return self.prompt_tokens + self.completion_tokens
 
 
+@dataclass(frozen=True)
+class Delta:
+    """One event of a streamed completion, as the provider produced it.
+
+    ``text`` is the next piece of the answer (may be empty); ``finish_reason`` comes once,
+    near the end; ``prompt_tokens``/``completion_tokens`` are the provider's own counts,
+    when it reports them (once, at the end). A stream that ends without them has no known
+    usage: the caller bills the reservation's upper bound (functions/api/chat.py).
+    """
+
+    text: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
 class Provider(Protocol):
-    """A model back end. ``complete`` raises only :class:`functions.api.errors.ApiError`
-    subclasses (ProviderError, ProviderRejected, ProviderTimeout, ModelUnavailable)."""
+    """A model back end. ``complete`` and ``stream`` raise only
+    :class:`functions.api.errors.ApiError` subclasses (ProviderError, ProviderRejected,
+    ProviderTimeout, ModelUnavailable); so does iterating the stream."""
 
     kind: str
 
@@ -46,3 +64,8 @@ class Provider(Protocol):
         ...
 
     def complete(self, call: ModelCall) -> Completion: ...
+
+    def stream(self, call: ModelCall) -> Iterator[Delta]:
+        """Start the call now (a refusal raises here, before any byte is sent to the client)
+        and return its events; iterating them may raise (a timeout, a cut stream)."""
+        ...

@@ -6,17 +6,30 @@ messages assistant turns; consecutive turns of one role are merged and empty one
 (Converse rejects both). ``max_tokens`` becomes ``inferenceConfig.maxTokens``, so the model
 can never produce more than the budget reserved. The client is built on first use; tests
 hand in one wrapped in botocore's ``Stubber`` (moto does not emulate Bedrock's runtime).
+
+Streamed calls use ``ConverseStream`` (authorised by ``bedrock:InvokeModelWithResponseStream``):
+``contentBlockDelta`` events carry the text, ``messageStop`` the stop reason and the final
+``metadata`` event Bedrock's own usage. An error event in the stream, a read timeout or a
+stream that ends without ``metadata`` raises while iterating; the caller then bills the
+reservation's upper bound.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
 from functions.api import tokens
-from functions.api.errors import ModelUnavailable, ProviderError, ProviderRejected, ProviderTimeout
-from functions.api.providers.base import ChatMessage, Completion, ModelCall
+from functions.api.errors import (
+    ApiError,
+    ModelUnavailable,
+    ProviderError,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnreachable,
+)
+from functions.api.providers.base import ChatMessage, Completion, Delta, ModelCall
 
 SYSTEM_ROLES: Final = frozenset({"system", "developer"})
 _FINISH: Final = {
@@ -91,6 +104,60 @@ def parse_converse(response: dict[str, Any]) -> Completion:
     return Completion(text, max(prompt, 0), max(completion, 0), finish)
 
 
+def parse_stream(events: Iterable[Any]) -> Iterator[Delta]:
+    """ConverseStream's events (dicts, as botocore's EventStream yields them) as deltas."""
+    finished = False
+    try:
+        for event in events:
+            if not isinstance(event, dict):
+                raise TypeError
+            if "contentBlockDelta" in event:
+                text = event["contentBlockDelta"]["delta"].get("text") or ""
+                if text:
+                    yield Delta(text=str(text))
+            elif "messageStop" in event:
+                reason = str(event["messageStop"].get("stopReason", ""))
+                yield Delta(finish_reason=_FINISH.get(reason, "stop"))
+            elif "metadata" in event:
+                usage = event["metadata"]["usage"]
+                prompt, completion = int(usage["inputTokens"]), int(usage["outputTokens"])
+                finished = True
+                yield Delta(prompt_tokens=max(prompt, 0), completion_tokens=max(completion, 0))
+            else:
+                for name in event:  # an exception event delivered as data
+                    if name.endswith("Exception"):
+                        raise _stream_error(name[0].upper() + name[1:])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ProviderError("Bedrock sent a stream event Tollgate cannot read.") from None
+    if not finished:
+        raise ProviderError("Bedrock's stream ended before its usage was reported.")
+
+
+def _stream_error(code: str) -> ApiError:
+    if code == "ModelTimeoutException":
+        return ProviderTimeout()
+    return ProviderError(f"Bedrock's stream failed ({code}).")
+
+
+def _events(response: dict[str, Any]) -> Iterator[Any]:
+    """The raw events of a ConverseStream response, with transport errors typed."""
+    from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
+
+    stream = response["stream"]
+    try:
+        yield from stream
+    except ReadTimeoutError:
+        raise ProviderTimeout() from None
+    except ClientError as exc:  # botocore's EventStreamError: an error event mid-stream
+        raise _stream_error(str(exc.response.get("Error", {}).get("Code", ""))) from None
+    except BotoCoreError as exc:
+        raise ProviderError(f"Bedrock's stream was cut ({type(exc).__name__}).") from None
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+
+
 class BedrockProvider:
     kind = "bedrock"
 
@@ -111,16 +178,22 @@ class BedrockProvider:
         return tokens.prompt_upper_bound(m.text for m in messages)
 
     def complete(self, call: ModelCall) -> Completion:
+        return parse_converse(self._send("converse", converse_request(call)))
+
+    def stream(self, call: ModelCall) -> Iterator[Delta]:
+        return parse_stream(_events(self._send("converse_stream", converse_request(call))))
+
+    def _send(self, operation: str, request: dict[str, Any]) -> Any:
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
             ConnectTimeoutError,
+            EndpointConnectionError,
             ReadTimeoutError,
         )
 
-        request = converse_request(call)
         try:
-            response = self.client.converse(**request)
+            return getattr(self.client, operation)(**request)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "ValidationException":
@@ -132,9 +205,12 @@ class BedrockProvider:
                 raise ProviderTimeout() from None
             if code in _UNAVAILABLE:
                 raise ModelUnavailable() from None
+            if code in ("AccessDeniedException", "ResourceNotFoundException"):
+                raise ProviderUnreachable(f"Bedrock refused the call ({code}).") from None
             raise ProviderError(f"Bedrock failed ({code or 'unknown error'}).") from None
-        except (ReadTimeoutError, ConnectTimeoutError):
+        except ReadTimeoutError:
             raise ProviderTimeout() from None
+        except (ConnectTimeoutError, EndpointConnectionError):
+            raise ProviderUnreachable("Bedrock could not be reached.") from None
         except BotoCoreError as exc:
             raise ProviderError(f"Bedrock could not be reached ({type(exc).__name__}).") from None
-        return parse_converse(response)

@@ -4,18 +4,32 @@ It answers with the text of the last user message (cut at the first stop sequenc
 truncated so that ``completion_tokens <= max_tokens``). Tokens are counted by
 :func:`functions.api.tokens.count` (one per started 4 UTF-8 bytes); ``prompt_tokens`` is the
 sum over all messages, so the reservation of an echo request is exact.
+
+Streamed, it produces one chunk per whitespace-separated word of that answer (each word
+with the whitespace after it), waiting ``chunk_delay_s`` before each chunk
+(``TOLLGATE_ECHO_CHUNK_DELAY_MS``, default 0: functions/api/config.py), then reports its
+usage like a real provider does at the end of a stream.
 """
 
 from __future__ import annotations
 
+import re
+import time
+from collections.abc import Iterator
+from typing import Final
+
 from functions.api import tokens
-from functions.api.providers.base import ChatMessage, Completion, ModelCall
+from functions.api.providers.base import ChatMessage, Completion, Delta, ModelCall
 
 ECHO_MODEL = "tollgate-echo"
+_WORD: Final = re.compile(r"\s*\S+\s*")
 
 
 class EchoProvider:
     kind = "echo"
+
+    def __init__(self, chunk_delay_s: float = 0.0) -> None:
+        self.chunk_delay_s = chunk_delay_s
 
     def prompt_upper_bound(self, messages: tuple[ChatMessage, ...]) -> int:
         return prompt_tokens(messages)
@@ -36,6 +50,26 @@ class EchoProvider:
             completion_tokens=tokens.count(text),
             finish_reason=finish,
         )
+
+    def stream(self, call: ModelCall) -> Iterator[Delta]:
+        return self._words(self.complete(call))
+
+    def _words(self, completion: Completion) -> Iterator[Delta]:
+        for word in words(completion.text):
+            if self.chunk_delay_s > 0:
+                time.sleep(self.chunk_delay_s)
+            yield Delta(text=word)
+        yield Delta(
+            finish_reason=completion.finish_reason,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+        )
+
+
+def words(text: str) -> list[str]:
+    """``text`` as its whitespace-separated words; joined, they give ``text`` back."""
+    pieces = _WORD.findall(text)
+    return pieces if "".join(pieces) == text else [text]
 
 
 def prompt_tokens(messages: tuple[ChatMessage, ...]) -> int:

@@ -6,23 +6,36 @@ Its ``base_url`` and ``api_key`` live in a Secrets Manager secret (JSON
 container for ``secret_ttl_s`` (a 401/403 from the upstream drops it, so a rotated key is
 picked up at once). Requests always carry ``max_tokens``: the upstream cannot produce more
 than the budget reserved. Only the standard library speaks HTTP here (small cold start).
+
+Streamed calls send ``stream: true`` with ``stream_options.include_usage`` forced on, so
+the upstream's last chunk carries its own usage (what it bills); a stream that times out,
+is cut before ``[DONE]`` or holds a chunk Tollgate cannot read raises
+:class:`ProviderTimeout` / :class:`ProviderError` while being iterated, and the caller bills
+the reservation's upper bound.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from functions.api import tokens
-from functions.api.errors import ModelUnavailable, ProviderError, ProviderRejected, ProviderTimeout
-from functions.api.providers.base import ChatMessage, Completion, ModelCall
+from functions.api.errors import (
+    ModelUnavailable,
+    ProviderError,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnreachable,
+)
+from functions.api.providers.base import ChatMessage, Completion, Delta, ModelCall
 
 USER_AGENT = "tollgate/0.1"
 _FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
@@ -92,13 +105,15 @@ class SecretCache:
             ) from None
 
 
-def request_body(call: ModelCall) -> dict[str, Any]:
+def request_body(call: ModelCall, *, stream: bool = False) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": call.model,
         "messages": [{"role": m.role, "content": m.text} for m in call.messages],
         "max_tokens": call.max_tokens,
-        "stream": False,
+        "stream": stream,
     }
+    if stream:
+        body["stream_options"] = {"include_usage": True}  # forced: we bill on it
     if call.temperature is not None:
         body["temperature"] = call.temperature
     if call.top_p is not None:
@@ -128,6 +143,55 @@ def parse_response(data: Any, call: ModelCall) -> Completion:
     return Completion(text, max(prompt, 0), max(completion, 0), finish)
 
 
+def parse_chunk(data: Any) -> Delta:
+    """One ``chat.completion.chunk`` as a :class:`Delta` (ProviderError if unreadable)."""
+    try:
+        choices = data["choices"]
+        text, finish = "", None
+        if choices:
+            choice = choices[0]
+            text = (choice.get("delta") or {}).get("content") or ""
+            if not isinstance(text, str):
+                raise TypeError
+            if choice.get("finish_reason"):
+                finish = _FINISH.get(str(choice["finish_reason"]), "stop")
+        usage = data.get("usage")
+        prompt = completion = None
+        if usage:
+            prompt = max(int(usage["prompt_tokens"]), 0)
+            completion = max(int(usage["completion_tokens"]), 0)
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+        raise ProviderError("The upstream sent a chunk Tollgate cannot read.") from None
+    return Delta(text, finish, prompt, completion)
+
+
+def sse_events(resp: Any) -> Iterator[Delta]:
+    """The deltas of an upstream's server-sent events, as they arrive, up to ``[DONE]``."""
+    try:
+        while True:
+            line = resp.readline()
+            if not line:
+                break  # the connection closed before [DONE]: cut
+            line = line.strip()
+            if not line.startswith(b"data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                return
+            try:
+                data = json.loads(payload)
+            except ValueError:
+                raise ProviderError("The upstream sent a chunk Tollgate cannot read.") from None
+            yield parse_chunk(data)
+    except TimeoutError:
+        raise ProviderTimeout() from None
+    except (OSError, http.client.HTTPException):
+        pass  # cut (reset, incomplete chunk): reported below
+    finally:
+        resp.close()
+    raise ProviderError("The upstream's stream ended before it was complete.")
+
+
 class UpstreamProvider:
     kind = "upstream"
 
@@ -138,41 +202,55 @@ class UpstreamProvider:
         return tokens.prompt_upper_bound(m.text for m in messages)
 
     def complete(self, call: ModelCall) -> Completion:
+        resp = self._open(request_body(call), call.timeout_s, "application/json")
+        try:
+            with resp:
+                data = json.loads(resp.read())
+        except TimeoutError:
+            raise ProviderTimeout() from None
+        except (ValueError, OSError, http.client.HTTPException):
+            raise ProviderError("The upstream sent an answer Tollgate cannot read.") from None
+        return parse_response(data, call)
+
+    def stream(self, call: ModelCall) -> Iterator[Delta]:
+        resp = self._open(request_body(call, stream=True), call.timeout_s, "text/event-stream")
+        return sse_events(resp)
+
+    def _open(self, body: dict[str, Any], timeout_s: float, accept: str) -> Any:
+        """Send the request; the open response, or the typed error of a refusal."""
         secret = self._secret.get()
         url = secret.base_url.rstrip("/") + "/chat/completions"
         req = urllib.request.Request(  # noqa: S310 - an http(s) URL the operator configured
             url,
-            data=json.dumps(request_body(call)).encode("utf-8"),
+            data=json.dumps(body).encode("utf-8"),
             headers={
                 "Authorization": f"Bearer {secret.api_key}",
                 "Content-Type": "application/json",
-                "Accept": "application/json",
+                "Accept": accept,
                 "User-Agent": USER_AGENT,
             },
             method="POST",
         )
         try:
-            with urllib.request.urlopen(req, timeout=call.timeout_s) as resp:  # noqa: S310
-                data = json.loads(resp.read())
+            return urllib.request.urlopen(req, timeout=timeout_s)  # noqa: S310
         except urllib.error.HTTPError as exc:
             status = exc.code
             exc.close()
             if status in (401, 403):
                 self._secret.forget()
-                raise ProviderError(
+                raise ProviderUnreachable(
                     f"The upstream refused Tollgate's credentials ({status})."
                 ) from None
             if status in (400, 413, 422):
                 raise ProviderRejected(f"The upstream rejected the request ({status}).") from None
             if status == 429 or status >= 500:
                 raise ModelUnavailable(f"The upstream is unavailable ({status}).") from None
-            raise ProviderError(f"The upstream failed ({status}).") from None
+            raise ProviderUnreachable(f"The upstream refused the call ({status}).") from None
         except TimeoutError:
             raise ProviderTimeout() from None
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, TimeoutError):
                 raise ProviderTimeout() from None
-            raise ProviderError("The upstream could not be reached.") from None
-        except (ValueError, OSError):
+            raise ProviderUnreachable("The upstream could not be reached.") from None
+        except (ValueError, OSError, http.client.HTTPException):
             raise ProviderError("The upstream sent an answer Tollgate cannot read.") from None
-        return parse_response(data, call)
