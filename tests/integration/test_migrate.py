@@ -137,3 +137,15 @@ def test_an_interrupted_run_resumes(v010: Any) -> None:
     report = run()
     assert report["keys_present"] == 1 and report["keys_written"] == 6
     assert gate_support.view("acme")["gate"][first][it.COUNT] == 77
+
+
+def test_the_cli_migrates_with_dry_run_first(v010: Any, cli: Any) -> None:
+    dry = cli("migrate", "--dry-run").ok().json
+    assert dry["dry_run"] is True and dry["keys_written"] == 7
+    assert v010.scan(TableName=TableNames().gate)["Items"] == []
+    done = cli("migrate").ok().json
+    assert sorted(done["migrated"]) == ["acme", "beta"]
+    assert cli("migrate").ok().json["migrated"] == []  # idempotent
+    assert verdict(secret("active")) == "allow"
+    human = cli("migrate", json=False).ok().out
+    assert "already migrated" in human

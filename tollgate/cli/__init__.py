@@ -24,6 +24,7 @@ from tollgate.cli import (
     exposure,
     finetune,
     keys,
+    migrate,
     plans,
     statement,
     tenants,
@@ -76,6 +77,7 @@ app.command("statement")(statement.statement)
 app.command("exposure")(exposure.exposure)
 app.add_typer(detect.app, name="detect")
 app.add_typer(finetune.app, name="finetune")
+app.command("migrate")(migrate.migrate)
 
 
 def _fail(code: int, message: str) -> int:

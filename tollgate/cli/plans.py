@@ -23,6 +23,24 @@ def create(
     tokens_per_month: int | None = typer.Option(
         None, "--tokens-per-month", metavar="N", help="Prompt + completion, per tenant and month."
     ),
+    test_requests_per_month: int | None = typer.Option(
+        None,
+        "--test-requests-per-month",
+        metavar="N",
+        help="Test keys' own requests per tenant and month (live keys never count here).",
+    ),
+    test_tokens_per_month: int | None = typer.Option(
+        None,
+        "--test-tokens-per-month",
+        metavar="N",
+        help="Test keys' own tokens per tenant and month.",
+    ),
+    counter_shards: int = typer.Option(
+        1,
+        "--counter-shards",
+        metavar="N",
+        help="Items a tenant's monthly counters are spread over, 1-64 (docs/capacity.md).",
+    ),
     scopes: str | None = typer.Option(None, "--scopes", metavar="S,S", help="Default: all."),
     models: str | None = typer.Option(
         None, "--models", metavar="M,M", help="Default: tollgate-echo."
@@ -46,6 +64,9 @@ def create(
         requests_per_minute=requests_per_minute,
         requests_per_month=requests_per_month,
         tokens_per_month=tokens_per_month,
+        test_requests_per_month=test_requests_per_month,
+        test_tokens_per_month=test_tokens_per_month,
+        counter_shards=counter_shards,
         scopes=split_csv(scopes),
         models=split_csv(models),
         tools=split_csv(tools),

@@ -102,7 +102,8 @@ AUDIT_COLUMNS = (
 
 def limits(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows with None limits shown as ``unlimited``."""
-    names = ("requests_per_minute", "requests_per_month", "tokens_per_month")
+    names = ("requests_per_minute", "requests_per_month", "tokens_per_month",
+             "test_requests_per_month", "test_tokens_per_month")  # fmt: skip
     return [{k: unlimited(v) if k in names else v for k, v in r.items()} for r in rows]
 
 
