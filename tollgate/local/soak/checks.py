@@ -595,7 +595,8 @@ class Checker:
             "DynamoDB requests seen / failed on purpose",
             f"{seen} / {failed}",
             f"throttled {kinds['throttle']}, 500 {kinds['error']}, applied-then-500 "
-            f"{kinds['ambiguous']} (outages: {outages})",
+            f"{kinds['ambiguous']} (outages: {outages}); answers lost to a client timeout "
+            f"(not injected; bounds, not equalities, for their tenants): {kinds['lost']}",
         )
         self.info(
             "faults",

@@ -142,7 +142,9 @@ def _describe(exc: BaseException) -> str:
     import traceback
 
     frames = traceback.extract_tb(exc.__traceback__)
-    where = f" at {frames[-1].filename.rsplit('/', 2)[-2:]}:{frames[-1].lineno}" if frames else ""
+    where = ""
+    if frames:
+        where = f" at {'/'.join(frames[-1].filename.rsplit('/', 2)[-2:])}:{frames[-1].lineno}"
     return f"{type(exc).__name__}: {str(exc)[:200]}{where}"
 
 
