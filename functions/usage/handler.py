@@ -1,11 +1,13 @@
 """Lambda entry point of the usage aggregator (thin: parse the batch, apply it, answer).
 
 Powertools' ``BatchProcessor(EventType.DynamoDBStreams)`` parses each record (the record
-handler below: pure, no I/O); :class:`RollupProcessor` then applies the parsed records
-*together*, one write per touched rollup item (functions/usage/aggregator.py), and reports
-as failed every record from the lowest sequence number that still has to be applied. If
-that is the first record, the invocation fails (:class:`BatchNotApplied`, a function
-error): Lambda bisects the batch, which isolates a poison record. The answer always
+handler below: pure, no I/O) and hands each outcome to :class:`ParsingProcessor`'s
+documented hooks; :func:`apply_parsed` then applies the parsed records *together*, one
+write per touched rollup item (functions/usage/aggregator.py), and reports as failed every
+record from the lowest sequence number that still has to be applied (the pure rules are in
+functions/usage/batch.py). If that is the first record, the invocation fails
+(:class:`BatchNotApplied`, a function error): Lambda bisects the batch, which isolates a
+poison record. The answer always
 carries ``state`` (empty): the mapping sets a tumbling window to receive the shard id, and
 with one Lambda wants a state back.
 """
@@ -15,11 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
     DynamoDBRecord,
@@ -27,6 +25,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 )
 
 from functions.common.observability import MetricUnit, log_metrics, logger, metrics
+from functions.usage import batch
 from functions.usage.aggregator import (
     BatchResult,
     RollupStore,
@@ -35,6 +34,7 @@ from functions.usage.aggregator import (
     apply_batch,
     seq_key,
 )
+from functions.usage.batch import Parsed, sequence_number
 from functions.usage.config import UsageSettings
 from functions.usage.logic import UsageFact
 
@@ -89,10 +89,6 @@ class BatchNotApplied(BatchProcessingError):
     """No record of the batch could be applied: the invocation fails (Lambda bisects)."""
 
 
-class RetryFromHere(Exception):
-    """This record (or one before it in the batch) has not been applied: deliver it again."""
-
-
 def parse_record(record: DynamoDBRecord) -> StreamEvent | None:
     """The record handler: a usage event, or None for records that add nothing."""
     if record.event_name != DynamoDBRecordEventName.INSERT:
@@ -108,103 +104,69 @@ def parse_record(record: DynamoDBRecord) -> StreamEvent | None:
     )
 
 
-class RollupProcessor(BatchProcessor):
-    """``BatchProcessor`` that applies a batch's parsed records once, at the end.
+class ParsingProcessor(BatchProcessor):
+    """Powertools' ``BatchProcessor`` for DynamoDB streams that also keeps each record's
+    outcome, in order, as a :class:`~functions.usage.batch.Parsed` -- through the documented
+    ``success_handler`` / ``failure_handler`` hooks. The batch is applied afterwards
+    (:func:`apply_parsed`); Powertools' own partial response is not used."""
 
-    Records are parsed one by one (Powertools calls the record handler); the records before
-    the first unparseable one are applied together; the failures reported are every record
-    from the lowest sequence number still to be applied.
-    """
+    def __init__(self) -> None:
+        super().__init__(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
+        self.parsed: list[Parsed] = []
 
-    def __init__(self, shard_id: str, rollups: RollupStore, *, writers: int = 1) -> None:
-        super().__init__(event_type=EventType.DynamoDBStreams)
-        self.shard_id = shard_id
-        self.rollups = rollups
-        self.writers = writers
-        self.result: BatchResult | None = None
+    def _next_sequence_number(self) -> str:
+        return sequence_number(self.records[len(self.parsed)]) or ""
 
-    def process(self) -> list[tuple[Any, ...]]:
-        unreportable = [
-            i
-            for i, record in enumerate(self.records)
-            if not isinstance(record, dict)
-            or not isinstance(record.get("dynamodb"), dict)
-            or not record["dynamodb"].get("SequenceNumber")
-        ]
-        if unreportable:
-            # A record Lambda cannot be told about (no sequence number to name in
-            # batchItemFailures): apply nothing and fail the invocation, so that Lambda
-            # bisects down to it and hands it alone to the on-failure destination.
-            raise BatchNotApplied(
-                f"record {unreportable[0]} of {len(self.records)} has no sequence number"
-            )
-        outcomes = super().process()
-        self.success_messages.clear()
-        self.fail_messages.clear()
-        self.exceptions.clear()
+    def success_handler(self, record: Any, result: Any) -> Any:
+        self.parsed.append(Parsed(self._next_sequence_number(), event=result))
+        return super().success_handler(record, result)
 
-        first_bad = next((i for i, o in enumerate(outcomes) if o[0] == "fail"), len(outcomes))
-        events = [o[1] for o in outcomes[:first_bad] if o[1] is not None]
-        result = apply_batch(
-            self.shard_id, events, self.rollups, now_s=time.time(), stale=_stale,
-            max_workers=self.writers,
-        )  # fmt: skip
-        self.result = result
-        retry_at = first_bad
-        if result.retry_from is not None:
-            retry_at = min(
-                retry_at,
-                next(
-                    (
-                        i
-                        for i, o in enumerate(outcomes)
-                        if o[1] is not None and o[1].seq >= result.retry_from
-                    ),
-                    retry_at,
-                ),
-            )
-        parse_failures = [o[1] for o in outcomes if o[0] == "fail"]
-        self._report(result, retried=len(outcomes) - retry_at, parse_failures=len(parse_failures))
-        if retry_at == 0 and outcomes:
-            # Nothing applied: a function error, so that Lambda bisects the batch (which
-            # isolates a poison record). One short message, not one line per record.
-            first = parse_failures[0] if parse_failures else "a rollup write failed"
-            raise BatchNotApplied(
-                f"no record of the batch applied ({len(outcomes)} records; first cause: "
-                f"{str(first)[:300]})"
-            )
-        failure = RetryFromHere("not applied yet: delivered again from the first such record")
-        for i, (record, outcome) in enumerate(zip(self.records, outcomes, strict=True)):
-            if i < retry_at:
-                self.success_messages.append(DynamoDBRecord(record))
-                continue
-            self.fail_messages.append(DynamoDBRecord(record))
-            if outcome[0] == "fail":
-                self.exceptions.append(_exc_info(outcome[1]))
-            else:
-                self.exceptions.append((RetryFromHere, failure, None))
-        return outcomes
-
-    def _report(self, result: BatchResult, *, retried: int, parse_failures: int) -> None:
-        metrics.add_metric(name="RollupItemWrites", unit=MetricUnit.Count, value=result.written)
-        metrics.add_metric(name="RollupReplays", unit=MetricUnit.Count, value=result.replayed)
-        if result.failed or parse_failures:
-            metrics.add_metric(name="RollupRecordsRetried", unit=MetricUnit.Count, value=retried)
-            logger.warning(
-                "usage batch partly applied: records will be delivered again",
-                extra={
-                    "shard_id": self.shard_id,
-                    "records": len(self.records),
-                    "retried": retried,
-                    "failed_items": result.failed,
-                    "unparseable": parse_failures,
-                },
-            )
+    def failure_handler(self, record: Any, exception: Any) -> Any:
+        kind, value = exception[0], exception[1]
+        error = f"{getattr(kind, '__name__', kind)}: {value}"
+        self.parsed.append(Parsed(self._next_sequence_number(), error=error))
+        return super().failure_handler(record, exception)
 
 
-def _exc_info(message: str) -> tuple[type[BaseException], BaseException, Any]:
-    exc = RetryFromHere(f"unparseable usage record: {message}")
-    return (RetryFromHere, exc, None)
+def apply_parsed(shard_id: str, parsed: list[Parsed]) -> dict[str, Any]:
+    """Apply the records parsed before the first unparseable one, together (one write per
+    touched rollup item), and answer the records to deliver again. Raises
+    :class:`BatchNotApplied` when nothing could be applied (Lambda bisects the batch)."""
+    result = apply_batch(
+        shard_id, batch.to_apply(parsed), store(), now_s=time.time(), stale=_stale,
+        max_workers=settings().writers,
+    )  # fmt: skip
+    retry_at = batch.retry_index(parsed, result.retry_from)
+    unparseable = sum(1 for p in parsed if p.failed)
+    _report(shard_id, result, records=len(parsed), retried=len(parsed) - retry_at,
+            unparseable=unparseable)  # fmt: skip
+    if retry_at == 0 and parsed:
+        # Nothing applied: a function error, so that Lambda bisects the batch (which
+        # isolates a poison record). One short message, not one line per record.
+        first = batch.first_cause(parsed) or "a rollup write failed"
+        raise BatchNotApplied(
+            f"no record of the batch applied ({len(parsed)} records; first cause: {first[:300]})"
+        )
+    return {"batchItemFailures": batch.item_failures(parsed, retry_at)}
+
+
+def _report(
+    shard_id: str, result: BatchResult, *, records: int, retried: int, unparseable: int
+) -> None:
+    metrics.add_metric(name="RollupItemWrites", unit=MetricUnit.Count, value=result.written)
+    metrics.add_metric(name="RollupReplays", unit=MetricUnit.Count, value=result.replayed)
+    if result.failed or unparseable:
+        metrics.add_metric(name="RollupRecordsRetried", unit=MetricUnit.Count, value=retried)
+        logger.warning(
+            "usage batch partly applied: records will be delivered again",
+            extra={
+                "shard_id": shard_id,
+                "records": records,
+                "retried": retried,
+                "failed_items": result.failed,
+                "unparseable": unparseable,
+            },
+        )
 
 
 @log_metrics
@@ -215,11 +177,19 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.error("usage batch without shardId: the mapping needs its tumbling window")
         raise MissingShardId("event without shardId (set the mapping's tumbling window)")
     check_source(event)
-    processor = RollupProcessor(shard_id, store(), writers=settings().writers)
-    response = process_partial_response(
-        event=event, record_handler=parse_record, processor=processor, context=context
-    )
-    return {**response, "state": {}}
+    records = event.get("Records") or []
+    if not isinstance(records, list):
+        raise BatchNotApplied("the event's Records is not a list")
+    bad = batch.first_unreportable(records)
+    if bad is not None:
+        # A record Lambda cannot be told about (no sequence number to name in
+        # batchItemFailures): apply nothing and fail the invocation, so that Lambda
+        # bisects down to it and hands it alone to the on-failure destination.
+        raise BatchNotApplied(f"record {bad} of {len(records)} has no sequence number")
+    processor = ParsingProcessor()
+    with processor(records, parse_record, context):
+        processor.process()
+    return {**apply_parsed(shard_id, processor.parsed), "state": {}}
 
 
-__all__ = ["RollupProcessor", "handler", "parse_record", "use_store"]
+__all__ = ["ParsingProcessor", "apply_parsed", "handler", "parse_record", "use_store"]

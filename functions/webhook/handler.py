@@ -16,6 +16,8 @@ import math
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
+from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.exceptions import PynamoDBException
 
 from functions.common.observability import MetricUnit, log_metrics, logger, metrics
 from functions.keys import KeyServiceError
@@ -144,6 +146,14 @@ def handle(event: dict[str, Any]) -> dict[str, Any]:
     except KeyServiceError as exc:  # e.g. a key changed while revoking: GitHub retries
         logger.error("leak report not fully processed", extra={"code": exc.code})
         return _error(503, "try_again", "The report was not fully processed; send it again.")
+    except (PynamoDBException, ClientError, BotoCoreError) as exc:  # DynamoDB failed: retryable
+        logger.error(
+            "leak report not processed: storage failed", extra={"error": type(exc).__name__}
+        )
+        return _error(
+            503, "service_unavailable", "The report was not processed; send it again.",
+            **{"Retry-After": "1"},
+        )  # fmt: skip
     positives = sum(1 for a in answer if a["label"] == TRUE_POSITIVE)
     if positives:  # a report that named none of our keys wrote nothing: nothing to dedupe
         replays.remember(rid, "".join(TRUE if a["label"] == TRUE_POSITIVE else FALSE

@@ -30,6 +30,15 @@ the usage event's request id for a usage ``PutItem``, and the *trace*: the
 ``x-tollgate-trace`` header the caller put on the request (:func:`tag_client` adds it to a
 botocore client from :func:`set_trace`), which the soak sets to the API Gateway request id
 so that every 5xx can be matched with the faults behind it.
+
+**Draws replay from the seed.** Every draw is a function of (:attr:`Faults.seed`, the
+caller's *draw key*, the operation, the table, how many such draws that key made before),
+never of the order in which threads happened to reach moto: the n-th ``UpdateItem`` on the
+tenants table made for a given draw key meets the same fault in every run with the same
+seed. A draw key is the trace, or what :meth:`Faults.alias` maps it to (the soak names each
+client request ``c<client>.<n>``, so a request's faults replay although its API Gateway
+request id is new each run); a stream handler's is ``crash:<source>`` for its crashes.
+Outages are the exception: they are scheduled by time.
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ ERROR: Final = "error"
 AMBIGUOUS: Final = "ambiguous"
 CRASH: Final = "crash"
 CRASH_AFTER: Final = "crash_after"
+LOST: Final = "lost"  # not injected: a client timed out on a request moto may have applied
 
 # What DynamoDB answers (its JSON protocol): status, __type, message.
 _PROVISIONED: Final = (
@@ -169,17 +179,30 @@ class Faults:
     """
 
     plan: FaultPlan = field(default_factory=FaultPlan)
-    seed: int | None = None
+    seed: int | None = None  # None: a random one, kept here (print it to replay a run)
     usage_table: str = "tollgate-usage"
     injected: list[Injected] = field(default_factory=list)
     seen: Counter[str] = field(default_factory=Counter)  # DynamoDB requests by operation
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _outage_until: float = 0.0
     _scripted: list[Scripted] = field(default_factory=list, repr=False)
-    _random: random.Random = field(init=False, repr=False)
+    _draws: Counter[str] = field(default_factory=Counter, repr=False)  # draws made per key
+    _aliases: dict[str, str] = field(default_factory=dict, repr=False)  # trace -> draw key
+    _spared: set[str] = field(default_factory=set, repr=False)  # draw keys with no faults
 
     def __post_init__(self) -> None:
-        self._random = random.Random(self.seed)  # fault draws, not secrets
+        if self.seed is None:
+            self.seed = new_seed()
+
+    def _rng(self, key: str) -> random.Random:
+        """The generator of the next draw for ``key`` (call with the lock held): seeded
+        from the seed, the key and the number of draws the key made before."""
+        n = self._draws[key]
+        self._draws[key] = n + 1
+        return random.Random(f"{self.seed}/{key}/{n}")  # fault draws, not secrets
+
+    def _key(self, trace: str) -> str:
+        return self._aliases.get(trace, trace) or "untraced"
 
     # -- control --------------------------------------------------------------------------
     def set(self, plan: FaultPlan | None = None, **shares: float) -> FaultPlan:
@@ -217,6 +240,23 @@ class Faults:
         with self._lock:
             self._scripted.append(Scripted(kind, operation, table, times, after))
 
+    def alias(self, trace: str, key: str | None) -> None:
+        """Draw the faults of requests traced ``trace`` as ``key`` (None: forget it)."""
+        with self._lock:
+            if key:
+                self._aliases[trace] = key
+            else:
+                self._aliases.pop(trace, None)
+
+    def spare(self, key: str, spared: bool = True) -> None:
+        """Draw no random fault (nor crash) for ``key`` while spared; outages and scripted
+        faults still apply."""
+        with self._lock:
+            if spared:
+                self._spared.add(key)
+            else:
+                self._spared.discard(key)
+
     @property
     def active(self) -> bool:
         return (
@@ -232,8 +272,11 @@ class Faults:
         return cls(FaultPlan.parse(text))
 
     # -- drawing --------------------------------------------------------------------------
-    def draw_request(self, operation: str, table: str = "") -> str | None:
-        """The fault for one DynamoDB request (None: let it through); counts it as seen."""
+    def draw_request(
+        self, operation: str, table: str = "", trace: str = ""
+    ) -> tuple[str, tuple[int, str, str]] | None:
+        """The fault for one DynamoDB request made for ``trace`` -- its kind and the answer
+        (status, type, message) -- or None to let it through; counts it as seen."""
         with self._lock:
             self.seen[operation] += 1
             for scripted in self._scripted:
@@ -244,34 +287,72 @@ class Faults:
                     scripted.times -= 1
                     if scripted.times <= 0:
                         self._scripted.remove(scripted)
-                    return scripted.kind
+                    return scripted.kind, self._answer(scripted.kind, self._key(trace))
             if self._outage_until > time.monotonic():
-                return ERROR
+                return ERROR, _INTERNAL
             plan = self.plan
-            if not plan.any_dynamodb:
+            key = self._key(trace)
+            if not plan.any_dynamodb or key in self._spared:
                 return None
-            x = self._random.random()
+            rng = self._rng(f"{key}/{operation}/{table}")
+            x = rng.random()
             if x < plan.throttle:
-                return THROTTLE
-            if x < plan.throttle + plan.error:
-                return ERROR
-            if x < plan.throttle + plan.error + plan.ambiguous:
-                return AMBIGUOUS
-            return None
+                kind = THROTTLE
+            elif x < plan.throttle + plan.error:
+                kind = ERROR
+            elif x < plan.throttle + plan.error + plan.ambiguous:
+                kind = AMBIGUOUS
+            else:
+                return None
+            if kind != THROTTLE:
+                return kind, _INTERNAL
+            return kind, _PROVISIONED if rng.random() < 0.5 else _THROTTLING
 
-    def draw_crash(self) -> str | None:
+    def _answer(self, kind: str, key: str) -> tuple[int, str, str]:
+        if kind != THROTTLE:
+            return _INTERNAL
+        return _PROVISIONED if self._rng(f"{key}/shape").random() < 0.5 else _THROTTLING
+
+    def draw_crash(self, name: str = "") -> str | None:
+        """The fault for one invocation of the stream handler ``name`` (None: none)."""
         with self._lock:
             plan = self.plan
-            x = self._random.random()
+            key = f"crash:{name}"
+            if not (plan.crash or plan.crash_after) or key in self._spared:
+                return None
+            x = self._rng(key).random()
             if x < plan.crash:
                 return CRASH
             if x < plan.crash + plan.crash_after:
                 return CRASH_AFTER
             return None
 
-    def throttle_shape(self) -> tuple[int, str, str]:
-        with self._lock:
-            return _PROVISIONED if self._random.random() < 0.5 else _THROTTLING
+    def lost(self, request: Any, error: BaseException) -> None:
+        """Record a DynamoDB request whose answer never came (botocore timed out or the
+        connection closed: a busy machine, not a fault drawn). Like ``ambiguous``, moto may
+        have applied it, and botocore retries it: the soak's checks bound its effects."""
+        headers = getattr(request, "headers", {}) or {}
+        target = str(headers.get("X-Amz-Target", "") or "")
+        if isinstance(target, bytes):  # pragma: no cover - botocore keeps str here
+            target = target.decode()
+        if not target.startswith(TARGET_PREFIX):
+            return
+        operation = target[len(TARGET_PREFIX) :]
+        body = getattr(request, "body", b"") or b""
+        table, usage_id = _facts(body if isinstance(body, bytes) else str(body).encode(),
+                                 self.usage_table, operation)  # fmt: skip
+        trace = headers.get(TRACE_HEADER, "")
+        self.record(
+            Injected(
+                at=time.time(),
+                kind=LOST,
+                operation=operation,
+                table=table,
+                trace=trace.decode() if isinstance(trace, bytes) else str(trace),
+                usage_request_id=usage_id,
+                code=type(error).__name__,
+            )
+        )
 
     def record(self, fault: Injected) -> None:
         with self._lock:
@@ -292,6 +373,11 @@ class Faults:
             if f.trace:
                 out.setdefault(f.trace, []).append(f)
         return out
+
+
+def new_seed() -> int:
+    """A fresh seed for a run (print it: ``--seed`` replays the run's fault draws)."""
+    return random.SystemRandom().randrange(1, 2**31)
 
 
 def error_response(
@@ -342,6 +428,7 @@ class FaultInjectingApp:
         if not target.startswith(TARGET_PREFIX):
             return self._app(environ, start_response)
         operation = target[len(TARGET_PREFIX) :]
+        trace = environ.get("HTTP_" + TRACE_HEADER.upper().replace("-", "_"), "")
         if not self.faults.active:
             self.faults.draw_request(operation)  # counted as seen; no fault to draw
             return self._app(environ, start_response)
@@ -350,13 +437,10 @@ class FaultInjectingApp:
         environ["wsgi.input"] = io.BytesIO(body)  # moto reads it again
         environ["CONTENT_LENGTH"] = str(len(body))
         table, usage_id = _facts(body, self.faults.usage_table, operation)
-        kind = self.faults.draw_request(operation, table)
-        if kind is None:
+        drawn = self.faults.draw_request(operation, table, trace)
+        if drawn is None:
             return self._app(environ, start_response)
-        if kind == THROTTLE:
-            status, type_, message = self.faults.throttle_shape()
-        else:
-            status, type_, message = _INTERNAL
+        kind, (status, type_, message) = drawn
         if kind == AMBIGUOUS:  # applied by moto, then answered as failed
             for _ in self._app(environ, lambda *a, **k: lambda data: None):
                 pass
@@ -366,7 +450,7 @@ class FaultInjectingApp:
                 kind=kind,
                 operation=operation,
                 table=table,
-                trace=environ.get("HTTP_" + TRACE_HEADER.upper().replace("-", "_"), ""),
+                trace=trace,
                 usage_request_id=usage_id,
                 code=type_.rsplit("#", 1)[-1],
             )
@@ -402,14 +486,19 @@ def tag_client(client: Any) -> None:
 
 
 _patched = False
+_on_lost: Callable[[Any, BaseException], None] | None = None
 
 
-def trace_all_clients() -> None:
+def trace_all_clients(on_lost: Callable[[Any, BaseException], None] | None = None) -> None:
     """Make every botocore client of this process (boto3, pynamodb, the functions' own)
-    send this thread's trace: one patch of botocore's HTTP session. For harnesses only."""
-    global _patched
+    send this thread's trace: one patch of botocore's HTTP session. ``on_lost(request,
+    error)`` hears of every request whose answer was lost (read timeout, connection closed:
+    sent, maybe applied, retried by botocore), e.g. :meth:`Faults.lost`. For harnesses only."""
+    global _patched, _on_lost
+    _on_lost = on_lost
     if _patched:
         return
+    from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
     from botocore.httpsession import URLLib3Session
 
     original = URLLib3Session.send
@@ -418,7 +507,12 @@ def trace_all_clients() -> None:
         value = current_trace()
         if value:
             request.headers[TRACE_HEADER] = value
-        return original(self, request)
+        try:
+            return original(self, request)
+        except (ReadTimeoutError, ConnectionClosedError) as exc:
+            if _on_lost is not None:
+                _on_lost(request, exc)
+            raise
 
     URLLib3Session.send = send
     _patched = True
@@ -433,19 +527,34 @@ Handler = Callable[[dict[str, Any], Any], Any]
 
 
 class CrashingHandler:
-    """A stream handler that fails a share of its invocations (see the module docstring)."""
+    """A stream handler that fails a share of its invocations (see the module docstring).
 
-    def __init__(self, handler: Handler, faults: Faults, name: str) -> None:
+    Never more than ``max_in_a_row`` failed invocations in a row are caused on purpose:
+    after that many (injected crashes, or the handler failing on injected DynamoDB faults),
+    the next invocation runs spared -- no crash, no random DynamoDB fault for its trace --
+    until one succeeds. So a dead letter (the mapping gives up after ``max_retries``, 5 or
+    more, failed deliveries) can only come from a handler that fails on its own: a bug, never
+    the luck of the draw. Outages still apply; they last less than the pollers' backoff.
+    """
+
+    def __init__(
+        self, handler: Handler, faults: Faults, name: str, *, max_in_a_row: int = 2
+    ) -> None:
         self.handler = handler
         self.faults = faults
         self.name = name
+        self.max_in_a_row = max_in_a_row
         self.invocations = 0
+        self.failed_in_a_row = 0
 
     def __call__(self, event: dict[str, Any], context: Any) -> Any:
         self.invocations += 1
-        kind = self.faults.draw_crash()
-        records = len(event.get("Records") or [])
         trace = f"stream:{self.name}"
+        spared = self.failed_in_a_row >= self.max_in_a_row
+        self.faults.spare(f"crash:{self.name}", spared)
+        self.faults.spare(trace, spared)
+        kind = self.faults.draw_crash(self.name)
+        records = len(event.get("Records") or [])
         previous = current_trace()
         set_trace(trace)
         try:
@@ -456,9 +565,21 @@ class CrashingHandler:
             if kind == CRASH_AFTER:
                 self.faults.record(Injected(time.time(), CRASH_AFTER, self.name, trace=trace))
                 raise InjectedCrash(f"injected crash after the batch ({records} records)")
-            return result
+        except BaseException:
+            self.failed_in_a_row += 1
+            raise
         finally:
             set_trace(previous)
+        if _partly_failed(result):
+            self.failed_in_a_row += 1
+        else:
+            self.failed_in_a_row = 0
+        return result
+
+
+def _partly_failed(result: Any) -> bool:
+    """A stream handler's answer that asks for records again (``batchItemFailures``)."""
+    return isinstance(result, dict) and bool(result.get("batchItemFailures"))
 
 
 def crashing_sources(sources: Iterable[Any], faults: Faults) -> list[Any]:

@@ -7,7 +7,7 @@ import json
 import sys
 from dataclasses import asdict
 
-from tollgate.local.faults import FaultPlan, FaultSpecError
+from tollgate.local.faults import FaultPlan, FaultSpecError, new_seed
 from tollgate.local.soak.harness import Soak
 from tollgate.local.soak.model import DEFAULT_FAULTS, Row, SoakConfig
 
@@ -40,7 +40,20 @@ def parse_args(argv: list[str]) -> tuple[SoakConfig, str | None]:
     )
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load (60)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (16)")
-    parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the traffic and the fault draws (default: a new one, printed); "
+        "the seed of a run replays it",
+    )
+    parser.add_argument(
+        "--min-requests",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the clients go on past --duration until N requests were sent (0)",
+    )
     parser.add_argument(
         "--faults", default=DEFAULT_FAULTS, help=f"fault shares ({DEFAULT_FAULTS}); '' for none"
     )
@@ -56,6 +69,10 @@ def parse_args(argv: list[str]) -> tuple[SoakConfig, str | None]:
         parser.error("--duration must be within 1..3600 seconds")
     if not 1 <= args.clients <= 256:
         parser.error("--clients must be within 1..256")
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        parser.error("--seed must be within 0..2**63-1")
+    if not 0 <= args.min_requests <= 1_000_000:
+        parser.error("--min-requests must be within 0..1000000")
     if args.outage_every < 0 or args.outage < 0 or args.drain_timeout <= 0:
         parser.error("--outage-every, --outage and --drain-timeout must be positive")
     try:
@@ -65,7 +82,8 @@ def parse_args(argv: list[str]) -> tuple[SoakConfig, str | None]:
     config = SoakConfig(
         duration_s=args.duration,
         clients=args.clients,
-        seed=args.seed,
+        seed=new_seed() if args.seed is None else args.seed,
+        min_requests=args.min_requests,
         faults=plan,
         outage_every_s=args.outage_every,
         outage_s=args.outage,
@@ -79,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     config, json_path = parse_args(sys.argv[1:] if argv is None else argv)
     soak = Soak(config)
     print(
-        f"soak: {config.duration_s:.0f} s, {config.clients} clients, faults "
-        f"{asdict(config.faults)}, outages {config.outage_s}s every {config.outage_every_s}s",
+        f"soak: seed {config.seed}, {config.duration_s:.0f} s"
+        f"{f' (at least {config.min_requests} requests)' if config.min_requests else ''}, "
+        f"{config.clients} clients, faults {asdict(config.faults)}, outages "
+        f"{config.outage_s}s every {config.outage_every_s}s",
         flush=True,
     )
     rows = soak.run()
@@ -89,12 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     for line in soak.events:
         print(f"  mid-run: {line}")
     print(f"\nfunctions' log: {soak.log_path}")
+    print(f"seed {config.seed}; replay: {config.replay()}")
     print("soak: all invariants hold" if ok else "soak: INVARIANTS FAILED", flush=True)
     if json_path:
         with open(json_path, "w", encoding="utf-8") as f:
             json.dump(
                 {
                     "config": config.as_dict(),
+                    "seed": config.seed,
                     "ok": ok,
                     "rows": [asdict(r) for r in rows],
                     "events": soak.events,

@@ -26,6 +26,7 @@ from tollgate.local.faults import Faults, set_trace
 from tollgate.local.soak.model import (
     ACTOR,
     AGENT_BUDGET_PER_S,
+    DRAW_HEADER,
     ECHO,
     HOST,
     HTTP_ACTIONS,
@@ -136,19 +137,51 @@ def _error_code(data: bytes) -> tuple[str, bool]:
         return "", False
 
 
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of an exception and the innermost frame it was raised in."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = ""
+    if frames:
+        where = f" at {'/'.join(frames[-1].filename.rsplit('/', 2)[-2:])}:{frames[-1].lineno}"
+    return f"{type(exc).__name__}: {str(exc)[:200]}{where}"
+
+
 def recording_gateway(
     ledger: list[Served],
     lock: threading.Lock,
     access_log: Callable[[dict[str, Any]], None] | None = None,
+    faults: Faults | None = None,
 ) -> Any:
     """A :class:`~tollgate.local.gateway.LocalGateway` that records what it serves, tags
     every DynamoDB call with the request id, and answers ``x-amzn-RequestId`` as API
     Gateway does."""
     from functions.authorizer import handler as authorizer
     from functions.authorizer.store import Admitted
-    from tollgate.local.gateway import LocalGateway
+    from tollgate.local import gateway as local_gateway
 
     state = threading.local()
+    load = local_gateway._load
+
+    def recording_load(path: str) -> Any:
+        """The function at ``path``, recording what it raises (API Gateway's execution log
+        names a failed integration's or authorizer's error; the local gateway swallows it)."""
+        fn = load(path)
+        if fn is None:
+            return None
+
+        def call(event: Any, context: Any) -> Any:
+            try:
+                return fn(event, context)
+            except Exception as exc:
+                if str(exc) != "Unauthorized":
+                    state.failure = f"{path}: {_describe(exc)}"
+                raise
+
+        return call
+
+    local_gateway._load = recording_load
     gate_store = authorizer.store()
     admit = gate_store.admit
 
@@ -160,12 +193,14 @@ def recording_gateway(
 
     gate_store.admit = recording_admit  # type: ignore[method-assign]
 
-    class RecordingGateway(LocalGateway):
+    class RecordingGateway(local_gateway.LocalGateway):
         def _request_context(
             self, request: Request, route: Any, request_id: str, now: float
         ) -> dict[str, Any]:
             state.request_id = request_id
             set_trace(request_id)
+            if faults is not None:  # this request's faults replay from the seed
+                faults.alias(request_id, request.headers.get(DRAW_HEADER))
             return super()._request_context(request, route, request_id, now)
 
         def _authorize(
@@ -191,10 +226,13 @@ def recording_gateway(
             state.auth_t0 = 0.0
             state.context = {}
             state.item = None
+            state.failure = ""
             try:
                 response = super().handle(request)
             finally:
                 set_trace(None)
+                if faults is not None and state.request_id:
+                    faults.alias(state.request_id, None)
             rid = state.request_id or f"gw-{uuid.uuid4()}"
             response.headers["x-amzn-RequestId"] = rid
             data = response.get_data()
@@ -216,6 +254,7 @@ def recording_gateway(
                 month=str(ctx.get("month", "")),
                 openai_body=shaped,
                 traceback=b"Traceback" in data,
+                failure=state.failure,
             )
             item = state.item
             if item is not None and served.auth == "allow":
@@ -242,6 +281,7 @@ class Soak:
         self.events: list[str] = []  # what happened mid-run, for the log
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._sent_count = 0  # requests sent so far, all clients (for min_requests)
         self._stoppers: list[Callable[[], Any]] = []
         self.capture = Captured()
         self.pollers: Any = None
@@ -268,7 +308,7 @@ class Soak:
         self.moto = aws.start(HOST, 0, self.faults)
         self._stoppers.append(self.moto.stop)
         aws.point_clients_at(self.moto.endpoint)
-        trace_all_clients()
+        trace_all_clients(self.faults.lost)
         self._capture_logs()
 
         import boto3
@@ -286,7 +326,7 @@ class Soak:
         # As make local: refused requests' access-log lines feed the spike detector.
         self.refusals = RefusalFeed().start()
         self._stoppers.append(self.refusals.stop)
-        gateway = recording_gateway(self.served, self._lock, self.refusals.put)
+        gateway = recording_gateway(self.served, self._lock, self.refusals.put, self.faults)
         server = serve(gateway, HOST, 0)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self._stoppers.append(server.shutdown)
@@ -415,11 +455,12 @@ class Soak:
         outages = threading.Thread(target=self._outages, args=(deadline,), daemon=True)
         for t in [*threads, *actions, outages]:
             t.start()
-        for t in threads:
-            t.join(cfg.duration_s + cfg.request_timeout_s + 30)
+        for t in threads:  # each ends: past the deadline and min_requests, or on stop
+            t.join()
         self._stop.set()
-        for t in [*actions, outages]:
-            t.join(60)
+        for t in actions:  # each succeeds or gives up after its attempts (_retry)
+            t.join()
+        outages.join()
         self.ended = time.time()
 
     def _mid_run(self, at: float, what: str) -> None:
@@ -524,6 +565,7 @@ class Soak:
                     {
                         "Github-Public-Key-Identifier": GitHub.KEY_ID,
                         "Github-Public-Key-Signature": self.github.sign(body),
+                        DRAW_HEADER: "admin:leak",
                     },
                 )
                 if status != 200:
@@ -544,7 +586,14 @@ class Soak:
         actions, action_weights = list(table), list(table.values())
         sdk: dict[str, Any] = {}
         mine: list[Sent] = []
-        while time.monotonic() < deadline and not self._stop.is_set():
+        n = 0
+        while not self._stop.is_set() and (
+            time.monotonic() < deadline or self._sent_count < self.config.min_requests
+        ):
+            n += 1
+            draw = {DRAW_HEADER: f"c{index}.{n}"}  # its faults replay from the seed
+            with self._lock:
+                self._sent_count += 1
             label = rng.choices(labels, weights)[0]
             action = rng.choices(actions, action_weights)[0]
             info = self.keys[label]
@@ -555,9 +604,9 @@ class Soak:
             t0 = time.time()
             try:
                 if kind == "sdk":
-                    sent = self._sdk(sdk, info, action, rng)
+                    sent = self._sdk(sdk, info, action, rng, draw)
                 else:
-                    sent = self._plain(info, action, rng)
+                    sent = self._plain(info, action, rng, draw)
             except Exception as exc:  # no HTTP answer (timeout, connection): recorded
                 sent = Sent(kind, label, action, 0, error=f"{type(exc).__name__}: {exc}"[:300])
             sent.client, sent.key, sent.action, sent.t0, sent.t1 = (
@@ -577,7 +626,14 @@ class Soak:
     def _prompt(self, rng: random.Random, words: int) -> list[dict[str, str]]:
         return [{"role": "user", "content": " ".join(rng.choice(WORDS) for _ in range(words))}]
 
-    def _sdk(self, clients: dict[str, Any], info: KeyInfo, action: str, rng: random.Random) -> Sent:
+    def _sdk(
+        self,
+        clients: dict[str, Any],
+        info: KeyInfo,
+        action: str,
+        rng: random.Random,
+        draw: dict[str, str],
+    ) -> Sent:
         import openai
 
         client: Any = clients.get(info.label)
@@ -595,6 +651,7 @@ class Soak:
                 raw = client.chat.completions.with_raw_response.create(
                     model=model,
                     messages=self._prompt(rng, rng.randint(1, 12)),
+                    extra_headers=draw,
                     **({} if (cap := rng.choice([0, 8, 32])) == 0 else {"max_tokens": cap}),
                 )
                 reply = raw.parse()
@@ -613,6 +670,7 @@ class Soak:
                     messages=self._prompt(rng, rng.randint(1, 8)),
                     stream=True,
                     stream_options={"include_usage": True},
+                    extra_headers=draw,
                 )
                 tokens = 0
                 for chunk in stream:
@@ -627,13 +685,15 @@ class Soak:
                     tokens=tokens,
                 )
             if action == "models":
-                raw = client.models.with_raw_response.list()
+                raw = client.models.with_raw_response.list(extra_headers=draw)
             elif action == "ft-list":
-                raw = client.fine_tuning.jobs.with_raw_response.list(limit=rng.randint(1, 5))
+                raw = client.fine_tuning.jobs.with_raw_response.list(
+                    limit=rng.randint(1, 5), extra_headers=draw
+                )
             else:
                 tenant = "soak-other" if action == "ft-get-other" else info.tenant_id
                 job = rng.choice(self.jobs.get(tenant) or self.jobs["soak-other"])
-                raw = client.fine_tuning.jobs.with_raw_response.retrieve(job)
+                raw = client.fine_tuning.jobs.with_raw_response.retrieve(job, extra_headers=draw)
             raw.parse()
             return Sent(
                 "sdk",
@@ -685,7 +745,7 @@ class Soak:
             code, _ = _error_code(data)
             return exc.code, exc.headers.get("x-amzn-RequestId", ""), data, code
 
-    def _plain(self, info: KeyInfo, action: str, rng: random.Random) -> Sent:
+    def _plain(self, info: KeyInfo, action: str, rng: random.Random, draw: dict[str, str]) -> Sent:
         chat_path = "/v1/chat/completions"
         body: bytes | None = None
         headers: dict[str, str] = {}
@@ -773,6 +833,7 @@ class Soak:
                 }
         else:  # unknown-route
             method, path, use = "GET", "/v1/teleport", None
+        headers = {**headers, **draw}
         status, rid, data, code = self._http(method, path, use, body, headers, x_api_key=x_api_key)
         tokens = 0
         if status == 200 and action.startswith("chat"):

@@ -6,13 +6,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-from tollgate.local.faults import FaultPlan
+from tollgate.local.faults import FaultPlan, new_seed
 
 HOST: Final = "127.0.0.1"
 ECHO: Final = "tollgate-echo"
 PAID_MODEL: Final = "anthropic.claude-3-haiku-20240307-v1:0"
 DEFAULT_FAULTS: Final = "throttle=0.03,error=0.02,crash=0.1,crash_after=0.1"
 ACTOR: Final = "soak"
+DRAW_HEADER: Final = "x-tollgate-draw"  # a client request's draw key (tollgate/local/faults.py)
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -20,7 +21,8 @@ ACTOR: Final = "soak"
 class SoakConfig:
     duration_s: float = 60.0
     clients: int = 16  # half OpenAI SDK, half plain HTTP
-    seed: int = 8
+    seed: int = field(default_factory=new_seed)  # traffic and fault draws (printed: replay)
+    min_requests: int = 0  # the clients go on past the duration until this many were sent
     faults: FaultPlan = field(default_factory=lambda: FaultPlan.parse(DEFAULT_FAULTS))
     outage_every_s: float = 20.0  # 0: no outages
     outage_s: float = 1.0
@@ -31,7 +33,26 @@ class SoakConfig:
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["faults"] = asdict(self.faults)
+        out["replay"] = self.replay()
         return out
+
+    def replay(self) -> str:
+        """The command that runs this soak again: the same traffic and the same fault draws
+        per request (docs/soak.md, "Replay a run")."""
+        f = self.faults
+        shares = ",".join(f"{name}={value:g}" for name, value in asdict(f).items() if value)
+        parts = [
+            "python -m tollgate.local.soak",
+            f"--seed {self.seed}",
+            f"--duration {self.duration_s:g}",
+            f"--clients {self.clients}",
+            f"--faults '{shares}'",
+            f"--outage-every {self.outage_every_s:g}",
+            f"--outage {self.outage_s:g}",
+        ]
+        if self.min_requests:
+            parts.append(f"--min-requests {self.min_requests}")
+        return " ".join(parts)
 
 
 # -- what the soak records -------------------------------------------------------------------
@@ -72,6 +93,7 @@ class Served:
     month: str = ""
     openai_body: bool = True  # an error answer has the OpenAI error body
     traceback: bool = False
+    failure: str = ""  # what the function raised when it failed (API Gateway logs it)
 
 
 @dataclass
