@@ -158,7 +158,7 @@ def recording_gateway(
     every DynamoDB call with the request id, and answers ``x-amzn-RequestId`` as API
     Gateway does."""
     from functions.authorizer import handler as authorizer
-    from functions.authorizer.store import Admitted
+    from functions.gate.store import Admission
     from tollgate.local import gateway as local_gateway
 
     state = threading.local()
@@ -187,8 +187,8 @@ def recording_gateway(
 
     def recording_admit(*args: Any, **kwargs: Any) -> Any:
         result = admit(*args, **kwargs)
-        if isinstance(result, Admitted):
-            state.item = result.item
+        if isinstance(result, Admission):
+            state.item = (result.key_item, result.shard_item)
         return result
 
     gate_store.admit = recording_admit  # type: ignore[method-assign]
@@ -258,10 +258,10 @@ def recording_gateway(
             )
             item = state.item
             if item is not None and served.auth == "allow":
-                entry = (item.get("gate") or {}).get(served.key_id) or {}
+                entry, shard = item  # the key item and the counter shard, as written
                 served.minute = int(entry["w"]) if "w" in entry else None
                 served.count = int(entry["c"]) if "c" in entry else None
-                served.month = str(item.get("mo", served.month))
+                served.month = str(shard.get("mo", served.month))
             with lock:
                 ledger.append(served)
             return response
