@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Final
+from typing import Any, Final
 
 from tollgate.cli.context import BadInput
 
@@ -53,7 +53,7 @@ def _function_loggers() -> list[logging.Logger]:
 @contextmanager
 def to_stderr(wanted: str) -> Iterator[None]:
     """Run the block with the functions' loggers at ``wanted`` and writing to stderr."""
-    saved: list[tuple[logging.Logger, int, list[tuple[logging.StreamHandler[object], object]]]] = []
+    saved: list[tuple[logging.Logger, int, list[tuple[logging.StreamHandler[Any], Any]]]] = []
     stderr = _Stderr()
     for log in _function_loggers():
         streams = []
