@@ -30,7 +30,7 @@ from tollgate.cli import (
     tenants,
     usage,
 )
-from tollgate.cli.context import State
+from tollgate.cli.context import BadInput, State
 
 app = typer.Typer(
     name="tollgate",
@@ -100,7 +100,9 @@ def hoist_global_options(args: Sequence[str]) -> list[str]:
         if arg in GLOBAL_FLAGS or (name in GLOBAL_WITH_VALUE and given_value):
             front.append(arg)
         elif arg in GLOBAL_WITH_VALUE:
-            front.extend(args[i : i + 2])  # its value (or nothing: the parser says so)
+            if i + 1 == len(args) or args[i + 1].startswith("-"):
+                raise BadInput(f"{arg} needs a value: {arg} NAME")
+            front.extend(args[i : i + 2])
             i += 1
         else:
             rest.append(arg)
@@ -116,8 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
     from tollgate.cli import logs
 
-    args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     try:
+        args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
         with logs.to_stderr(logs.level(_verbose(args))):
             result = app(args=args, prog_name="tollgate", standalone_mode=False)
     except KeyServiceError as exc:

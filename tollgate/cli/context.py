@@ -114,10 +114,14 @@ def note(ctx: typer.Context, message: str) -> None:
         sys.stderr.write(message + "\n")
 
 
-def current_month(now: datetime | None = None) -> str:
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def current_month() -> str:
     """``YYYY-MM`` of the current UTC month: the default ``--period`` of statements and
     reconciliation."""
-    return (now or datetime.now(UTC)).strftime("%Y-%m")
+    return utc_now().strftime("%Y-%m")
 
 
 def split_csv(value: str | None) -> list[str] | None:

@@ -50,19 +50,29 @@ def _function_loggers() -> list[logging.Logger]:
     return [logging.getLogger(name) for name in sorted(names)]
 
 
+def _swap(handler: logging.StreamHandler[Any], stream: Any) -> Any:
+    """Point ``handler`` at ``stream``; the stream it had. Unlike ``setStream`` this does not
+    flush the old stream (the handler flushes after every record; the old one may be closed)."""
+    handler.acquire()
+    try:
+        old, handler.stream = handler.stream, stream
+    finally:
+        handler.release()
+    return old
+
+
 @contextmanager
 def to_stderr(wanted: str) -> Iterator[None]:
     """Run the block with the functions' loggers at ``wanted`` and writing to stderr."""
     saved: list[tuple[logging.Logger, int, list[tuple[logging.StreamHandler[Any], Any]]]] = []
     stderr = _Stderr()
     for log in _function_loggers():
-        streams = []
-        for handler in log.handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(
-                handler, logging.FileHandler
-            ):
-                streams.append((handler, handler.stream))
-                handler.setStream(stderr)
+        streams = [
+            (handler, _swap(handler, stderr))
+            for handler in log.handlers
+            if isinstance(handler, logging.StreamHandler)
+            and not isinstance(handler, logging.FileHandler)
+        ]
         saved.append((log, log.level, streams))
         log.setLevel(wanted)
     try:
@@ -71,4 +81,4 @@ def to_stderr(wanted: str) -> Iterator[None]:
         for log, old_level, streams in saved:
             log.setLevel(old_level)
             for handler, stream in streams:
-                handler.setStream(stream)
+                _swap(handler, stream)

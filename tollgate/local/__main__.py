@@ -179,6 +179,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tollgate local: {port_in_use_hint(api_port, aws_port)}", file=sys.stderr)
         stack.stop()
         return 1
+    except SystemExit:  # werkzeug's server exits on a port in use, after saying so
+        print(
+            f"tollgate local: cannot start: {port_in_use_hint(api_port, aws_port)}",
+            file=sys.stderr,
+        )
+        stack.stop()
+        return 1
     try:
         keys = stack.seed_demo()
         print(banner(stack, keys), flush=True)
