@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from functions.api import tokens
 from functions.api.caller import Caller
-from functions.api.errors import ToolFailed, ToolNotAllowed, ToolNotFound
+from functions.api.errors import InvalidRequest, ToolFailed, ToolNotAllowed, ToolNotFound
 from functions.api.schemas import ToolCall, parse_object
 from functions.api.services import Services
 from functions.api.usage import UsageRecorder
@@ -186,9 +186,35 @@ TOOLS: Final[dict[str, Tool]] = {
 }  # fmt: skip
 
 
+def body_shape(tool: Tool) -> str:
+    """The body ``tool`` expects, e.g. ``{"arguments": {"expression": "..."}}``."""
+    fields = ", ".join(
+        f'"{name}": ' + ('"..."' if info.annotation is str else "...")
+        for name, info in tool.args.model_fields.items()
+    )
+    return '{"arguments": {' + fields + "}}"
+
+
+def parse_arguments(tool: Tool, call: ToolCall) -> _Args:
+    """The tool's arguments from ``call``; a 400 that names ``arguments`` and the expected
+    body otherwise (the usual mistake: the tool's fields at the top level of the body)."""
+    try:
+        return parse_object(tool.args, call.args)
+    except InvalidRequest as exc:
+        expected = f"POST /v1/tools/{tool.name}/invoke expects {body_shape(tool)}"
+        if "arguments" not in call.model_fields_set:
+            raise InvalidRequest(
+                f"Missing 'arguments': {expected} (the tool's fields go inside 'arguments').",
+                param="arguments",
+            ) from None
+        param = f"arguments.{exc.param}" if exc.param else "arguments"
+        message = exc.message.replace(f"'{exc.param}'", f"'{param}'") if exc.param else exc.message
+        raise InvalidRequest(f"{message} {expected}.", param=param) from None
+
+
 def invoke(services: Services, caller: Caller, name: str, call: ToolCall) -> dict[str, Any]:
     tool = TOOLS.get(name)
-    args = parse_object(tool.args, call.args) if tool else None  # 400: nothing recorded
+    args = parse_arguments(tool, call) if tool else None  # 400: nothing recorded
     model = f"tool:{name}" if TOOL_NAME.match(name) else "tool:?"
     with UsageRecorder(services.store, caller, OPERATION, model=model) as usage:
         if tool is None:

@@ -106,6 +106,12 @@ def _gate_status(key: Key) -> str | None:
     return None if entry is None else str(entry.get(gate_items.STATUS))
 
 
+CHILD_FIELDS = (
+    "key_id", "environment", "principal", "scopes", "status", "status_reason",
+    "parent_key_id", "expires_at", "token_budget",
+)  # fmt: skip  # every column the CLI shows for a key (tollgate/cli/render.py KEY_COLUMNS)
+
+
 def _children(key: Key, now: float) -> list[dict[str, Any]]:
     found = []
     if not key.parent_key_id:
@@ -115,10 +121,9 @@ def _children(key: Key, now: float) -> list[dict[str, Any]]:
             except DoesNotExist:
                 continue
     return [
-        {k: v for k, v in key_view(child, now).items()
-         if k in ("key_id", "principal", "scopes", "status", "expires_at", "token_budget")}
+        {k: v for k, v in key_view(child, now).items() if k in CHILD_FIELDS}
         for child in sorted(found, key=lambda c: (c.created_at, c.key_id))
-    ]  # fmt: skip
+    ]
 
 
 def _edge_use(key_id: str, newest: bool) -> str | None:

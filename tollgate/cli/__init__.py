@@ -1,15 +1,16 @@
 """The ``tollgate`` command line (docs/cli.md): plans, tenants, keys and audit.
 
-Global options come before the command: ``--local``, ``--stack NAME``, ``--json``. Exit codes:
-0 on success; 2 on bad input (one line on stderr, nothing written); 1 on any other failure
-(one line on stderr, no stack trace). Each command group lives in its own module and is
-registered below; add new groups the same way.
+Global options go before or after the command: ``--local``, ``--stack NAME``, ``--json``,
+``--verbose``. Exit codes: 0 on success; 2 on bad input (one line on stderr, nothing
+written); 1 on any other failure (one line on stderr, no stack trace). Each command group
+lives in its own module and is registered below; add new groups the same way.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import Final
 
 import typer
 
@@ -30,7 +31,7 @@ from tollgate.cli import (
     tenants,
     usage,
 )
-from tollgate.cli.context import State, local_endpoint
+from tollgate.cli.context import BadInput, State
 
 app = typer.Typer(
     name="tollgate",
@@ -38,6 +39,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: flags as flags (rich shows `--json <bool>`)
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -52,20 +54,14 @@ def _global(
         None, "--stack", metavar="NAME", help="Talk to a deployed stack; tables from its outputs."
     ),
     json_out: bool = typer.Option(False, "--json", help="Machine output: one JSON document."),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Show the INFO log lines of in-process functions (on stderr)."
+    ),
 ) -> None:
-    """Global options; they come before the command."""
-    state = State(json=json_out, local=local, stack=stack)
-    if local:
-        from tollgate.local import aws
-
-        aws.point_clients_at(local_endpoint())  # before any client is built
-    if stack:
-        from functions.common.models import bind_tables
-        from tollgate.cli.stack import read_outputs, table_names
-
-        state.stack_outputs = read_outputs(stack)
-        bind_tables(table_names(state.stack_outputs, f"stack {stack!r}"))
-    ctx.obj = state
+    """Global options, before or after the command. Commands that need AWS need --local or
+    --stack NAME; they take effect when the command first touches AWS (so `--help` works
+    without them)."""
+    ctx.obj = State(json=json_out, local=local, stack=stack, verbose=verbose)
 
 
 app.add_typer(plans.app, name="plans")
@@ -86,11 +82,48 @@ def _fail(code: int, message: str) -> int:
     return code
 
 
+GLOBAL_FLAGS: Final = frozenset({"--local", "--json", "--verbose"})
+GLOBAL_WITH_VALUE: Final = frozenset({"--stack"})
+
+
+def hoist_global_options(args: Sequence[str]) -> list[str]:
+    """Move the global options to the front, wherever they were given (up to a ``--``), so
+    ``tollgate keys list --tenant t --json`` means ``tollgate --json keys list --tenant t``.
+    No command has an option by these names; a value spelled like one is taken for it."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        name, given_value = arg.split("=", 1)[0], "=" in arg
+        if arg in GLOBAL_FLAGS or (name in GLOBAL_WITH_VALUE and given_value):
+            front.append(arg)
+        elif arg in GLOBAL_WITH_VALUE:
+            if i + 1 == len(args) or args[i + 1].startswith("-"):
+                raise BadInput(f"{arg} needs a value: {arg} NAME")
+            front.extend(args[i : i + 2])
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+def _verbose(args: Sequence[str]) -> bool:
+    return "--verbose" in args[: args.index("--")] if "--" in args else "--verbose" in args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    from tollgate.cli import logs
+
     try:
-        result = app(args=args, prog_name="tollgate", standalone_mode=False)
+        args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
+        with logs.to_stderr(logs.level(_verbose(args))):
+            result = app(args=args, prog_name="tollgate", standalone_mode=False)
     except KeyServiceError as exc:
         return _fail(2, exc.message)
     except ClickException as exc:  # usage errors (exit 2)

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.text import Text
 
 from tollgate.cli import render
-from tollgate.cli.context import BadInput, emit
+from tollgate.cli.context import BadInput, connect, emit
 
 USAGE_COLUMNS = (
     ("window", "window"),
@@ -24,7 +24,7 @@ USAGE_COLUMNS = (
 
 def exposure(
     ctx: typer.Context,
-    key_id: str | None = typer.Argument(None, metavar="[KEY_ID]"),
+    key_id: str | None = typer.Argument(None, metavar="KEY_ID"),
     secret: str | None = typer.Option(
         None, "--secret", metavar="SECRET", help="A leaked secret ('-': read it from stdin)."
     ),
@@ -37,6 +37,7 @@ def exposure(
         raise BadInput("give exactly one of KEY_ID or --secret")
     if secret == "-":  # noqa: S105 - "-" means stdin, not a password
         secret = sys.stdin.readline().strip()
+    connect(ctx)
     emit(ctx, report(key_id=key_id, secret=secret), _render)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import typer
 
 from functions.finetune.service import FineTuneInputError, create_job
+from tollgate.cli.context import connect
 
 app = typer.Typer(help="Fine-tuning job records (tenant-scoped).", no_args_is_help=True)
 
@@ -41,12 +42,14 @@ def create(
     suffix: str | None = typer.Option(None, "--suffix", metavar="TEXT", help="1-40 chars."),
 ) -> None:
     """Register a fine-tuning job record (status queued) for a tenant."""
+    wants_json = _wants_json(ctx)  # before connect(): a bare group run keeps its own obj
+    connect(ctx)
     try:
         job: dict[str, Any] = create_job(tenant, base_model, suffix)
     except FineTuneInputError as exc:
         sys.stderr.write(f"error: {exc}\n")
         raise typer.Exit(2) from None
-    if _wants_json(ctx):
+    if wants_json:
         sys.stdout.write(json.dumps(job, indent=2) + "\n")
     else:
         sys.stdout.write(

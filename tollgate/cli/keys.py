@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.text import Text
 
 from tollgate.cli import render
-from tollgate.cli.context import BadInput, emit, note, service, split_csv, state
+from tollgate.cli.context import BadInput, connect, emit, note, service, split_csv
 
 app = typer.Typer(help="API keys: issue, delegate, rotate, revoke.", no_args_is_help=True)
 
@@ -110,7 +110,7 @@ def rotate(
 @app.command("revoke")
 def revoke(
     ctx: typer.Context,
-    key_id: str | None = typer.Argument(None, metavar="[KEY_ID]"),
+    key_id: str | None = typer.Argument(None, metavar="KEY_ID"),
     secret: str | None = typer.Option(
         None, "--secret", metavar="SECRET", help="A leaked secret ('-': read it from stdin)."
     ),
@@ -133,7 +133,7 @@ def revoke(
         raise BadInput("--principal needs --tenant")
     if secret == "-":  # noqa: S105 - "-" means stdin, not a password
         secret = sys.stdin.readline().strip()
-    st = state(ctx)
+    st = connect(ctx)
     if st.stack or st.local or principal is not None:
         from functions.keys import default_actor
         from tollgate.cli.revoke import invoke

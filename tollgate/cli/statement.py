@@ -18,13 +18,15 @@ from functions.statements.logic import StatementMismatch
 from functions.statements.service import statement as build_statement
 from functions.usage.reports import UsageQueryError
 from tollgate.cli import render
-from tollgate.cli.context import BadInput, console, service, state
+from tollgate.cli.context import BadInput, console, current_month, service, state
 
 
 def statement(
     ctx: typer.Context,
     tenant: str = typer.Option(..., "--tenant", metavar="TENANT_ID"),
-    period: str = typer.Option(..., "--period", metavar="YYYY-MM"),
+    period: str | None = typer.Option(
+        None, "--period", metavar="YYYY-MM", help="Default: the current UTC month."
+    ),
     fmt: str | None = typer.Option(
         None, "--format", metavar="csv|json", help="Default: a table (JSON with --json)."
     ),
@@ -34,7 +36,7 @@ def statement(
         raise BadInput("--format must be csv or json")
     service(ctx).get_tenant(tenant)
     try:
-        result = build_statement(tenant, period)
+        result = build_statement(tenant, period or current_month())
     except UsageQueryError as exc:
         raise BadInput(str(exc)) from None
     except StatementMismatch as exc:

@@ -20,7 +20,15 @@ from rich.text import Text
 
 from functions.usage.reports import UsageQueryError, reconcile, usage_rows
 from tollgate.cli import render
-from tollgate.cli.context import BadInput, emit, note, service, state
+from tollgate.cli.context import (
+    BadInput,
+    connect,
+    current_month,
+    emit,
+    note,
+    service,
+    state,
+)
 
 app = typer.Typer(
     help="Usage rollups: requests, tokens and cost by period, key, principal and model.",
@@ -108,15 +116,27 @@ def usage(
 def reconcile_(
     ctx: typer.Context,
     tenant: str = typer.Option(..., "--tenant", metavar="TENANT_ID"),
-    period: str = typer.Option(..., "--period", metavar="P", help="YYYY-MM, YYYY-MM-DD or ..."),
+    period: str | None = typer.Option(
+        None,
+        "--period",
+        metavar="P",
+        help="YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH (default: the current UTC month).",
+    ),
 ) -> None:
-    """Compare the rollups of a period with the raw usage events; exit 1 unless drift is 0."""
+    """Compare the rollups of a period with the raw usage events; exit 1 unless drift is 0.
+
+    A period with no usage events and no rollups says so ("nothing to compare", and
+    `"compared": false` in --json) and exits 0: there is no drift to report.
+    """
+    period = period or current_month()
     service(ctx).get_tenant(tenant)
     try:
         result = reconcile(tenant, period)
     except UsageQueryError as exc:
         raise BadInput(str(exc)) from None
-    emit(ctx, result.as_dict(), _show_reconciliation)
+    data = result.as_dict()
+    data["compared"] = bool(result.events or result.items)
+    emit(ctx, data, _show_reconciliation)
     if not result.ok:
         sys.stderr.write(
             f"error: drift {result.drift} ({len(result.mismatches)} mismatched measures, "
@@ -126,6 +146,15 @@ def reconcile_(
 
 
 def _show_reconciliation(console: Console, data: dict[str, Any]) -> None:
+    if not data["compared"]:
+        console.print(
+            Text(
+                f"{data['tenant_id']} {data['period']}: nothing to compare (no usage events "
+                "and no rollups in this period; pick another with --period)",
+                style="yellow",
+            )
+        )
+        return
     style = "green" if data["ok"] else "bold red"
     counted = f"{data['events']} events, {data['items_compared']} rollup items compared"
     if data["malformed_events"]:
@@ -152,7 +181,7 @@ def dead_letters(
     """Stream batches a consumer gave up on (its on-failure queue), without removing them."""
     if source not in DEAD_LETTER_SOURCES:
         raise BadInput(f"--source must be one of {', '.join(DEAD_LETTER_SOURCES)}")
-    if state(ctx).stack_outputs and source != "usage-aggregator":
+    if connect(ctx).stack_outputs and source != "usage-aggregator":
         raise BadInput("with --stack, dead letters are listed for usage-aggregator only")
     url = _queue_url(ctx, source)
     letters = _peek(url, limit) if url else []

@@ -7,6 +7,8 @@ stream handlers. State lives in memory and is gone when it stops.
 
 from __future__ import annotations
 
+import argparse
+import errno
 import os
 import signal
 import sys
@@ -145,7 +147,30 @@ Stop with Ctrl-C.
 """
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line: no options but ``--help`` (ports come from the environment)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tollgate.local",
+        description="Run the whole of Tollgate on this machine (what `make local` runs), in "
+        "the foreground until Ctrl-C. State lives in memory and is gone when it stops.",
+        epilog="Environment: TOLLGATE_PORT (managed API, default 8080), TOLLGATE_AWS_PORT "
+        "(embedded AWS endpoint, default 4566), TOLLGATE_LOG_LEVEL (default WARNING), "
+        "TOLLGATE_FAULTS (inject DynamoDB faults; docs/soak.md).",
+    )
+    return parser.parse_args(argv)
+
+
+def port_in_use_hint(api_port: int, aws_port: int) -> str:
+    return (
+        f"ports {api_port} (TOLLGATE_PORT) and {aws_port} (TOLLGATE_AWS_PORT) must be free: "
+        "stop the other stack, or choose others, e.g. "
+        "TOLLGATE_PORT=8081 TOLLGATE_AWS_PORT=4567 make local (and the same TOLLGATE_AWS_PORT "
+        "for `tollgate --local`)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parse_args(argv)  # --help prints usage and exits 0 before anything starts
     api_port = _port("TOLLGATE_PORT", 8080)
     aws_port = _port("TOLLGATE_AWS_PORT", 4566)
     stack = LocalStack(api_port, aws_port)
@@ -160,6 +185,15 @@ def main() -> int:
         stack.start()
     except OSError as exc:
         print(f"tollgate local: cannot start: {exc}", file=sys.stderr)
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+            print(f"tollgate local: {port_in_use_hint(api_port, aws_port)}", file=sys.stderr)
+        stack.stop()
+        return 1
+    except SystemExit:  # werkzeug's server exits on a port in use, after saying so
+        print(
+            f"tollgate local: cannot start: {port_in_use_hint(api_port, aws_port)}",
+            file=sys.stderr,
+        )
         stack.stop()
         return 1
     try:
