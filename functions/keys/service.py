@@ -59,7 +59,7 @@ from functions.common.models import (
 from functions.common.routes import SCOPES
 from functions.gate import admin as gate
 from functions.gate import items as gate_items
-from functions.keys import rules
+from functions.keys import rules, tree
 from functions.keys.durations import parse_duration
 from functions.keys.errors import (
     AlreadyExists,
@@ -496,29 +496,27 @@ class KeyService:
             if kid not in parent_of:
                 found_key = self._maybe_key(kid)
                 parent_of[kid] = found_key.parent_key_id if found_key else None
-        # Enforcement first, each parent before its children: a child delegated while this
-        # runs re-reads its parent after it is written (gate.new_key_item) and sees it.
-        targets: list[str] = []
-        for named_id in roots:
-            if named_id in targets:
-                continue
-            targets.append(named_id)
-            gate.set_status(self.gate_table, named_id, parent_of[named_id], REVOKED, only_from=None)
-            if parent_of[named_id] is None:
-                for child in gate.children(self.gate_table, named_id):
-                    parent_of[child] = named_id
-                    if child not in targets:
-                        targets.append(child)
-                    gate.set_status(self.gate_table, child, named_id, REVOKED, only_from=None)
+        # Enforcement first, each named key before its children: a child delegated while
+        # this runs re-reads its parent after it is written (gate.new_key_item) and sees it.
+        for kid in dict.fromkeys(roots):
+            gate.set_status(self.gate_table, kid, parent_of[kid], REVOKED, only_from=None)
+            if parent_of[kid] is None:
+                for child in gate.children(self.gate_table, kid):
+                    parent_of[child] = kid
+        targets = tree.with_descendants(roots, parent_of)
         named = set(roots)
+        for kid in targets:
+            if kid not in named:
+                gate.set_status(self.gate_table, kid, parent_of[kid], REVOKED, only_from=None)
         for kid in targets:
             key = records.get(kid) or self._maybe_key(kid)
             was = key.status if key is not None else None
             if key is not None and key.status != REVOKED:
                 key.update(actions=[Key.status.set(REVOKED), Key.status_reason.set(why)])
             details: dict[str, Any] = {"via": via}
-            if kid not in named and parent_of.get(kid):
-                details["cascade_from"] = parent_of[kid]
+            cause = tree.root_of(kid, parent_of, named)
+            if cause != kid:
+                details["cascade_from"] = cause
             if was == REVOKED:
                 details["already_revoked"] = True
             self._audit(

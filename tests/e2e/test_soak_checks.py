@@ -103,8 +103,14 @@ class World:
 
     def rows(self, monkeypatch: pytest.MonkeyPatch) -> dict[str, Row]:
         tables = {"tollgate-tenants": list(self.tenants.values()), "tollgate-usage": self.events,
-                  "tollgate-audit": self.audit, "tollgate-keys": []}  # fmt: skip
+                  "tollgate-audit": self.audit, "tollgate-keys": [],
+                  "tollgate-gate": []}  # fmt: skip
         monkeypatch.setattr(checks, "scan", lambda name: iter(copy.deepcopy(tables[name])))
+        # The hand-made world keeps each tenant's counters in the view the checks read
+        # (checks.gate_views builds it from the gate's items in a real soak).
+        monkeypatch.setattr(checks, "gate_views", lambda _tables, tenants, _gate: {
+            t["tenant_id"]: {**t, "mreq_live": t["mreq"], "mtok_live": t["mtok"]}
+            for t in tenants})  # fmt: skip
 
         @dataclass
         class Reconciled:
@@ -203,7 +209,7 @@ def test_a_gate_update_whose_answer_was_lost_may_count_once_more(
     then applies, and retries it: the month counter counts one more than was admitted. A
     bound (one per lost answer), not an equality, and only for that tenant."""
     rid = world.soak.served[0].request_id
-    world.soak.faults.record(Injected(T0, "lost", "UpdateItem", "tollgate-tenants", rid))
+    world.soak.faults.record(Injected(T0, "lost", "UpdateItem", "tollgate-gate", rid))
     world.tenants["t1"]["mreq"] += 1
     world.tenants["t1"]["mtok"] += 5  # the reservation may have been counted twice too
     assert failing(world.rows(monkeypatch)) == []
@@ -215,7 +221,7 @@ def test_a_lost_answer_of_another_tenant_excuses_nothing(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rid = world.request("rpm-live", minute=102)
-    world.soak.faults.record(Injected(T0, "lost", "UpdateItem", "tollgate-tenants", rid))
+    world.soak.faults.record(Injected(T0, "lost", "UpdateItem", "tollgate-gate", rid))
     world.tenants["t1"]["mreq"] += 1
     assert "month counters != admitted requests" in failing(world.rows(monkeypatch))
 
@@ -279,7 +285,7 @@ def test_a_5xx_without_an_injected_fault(world: World, monkeypatch: pytest.Monke
     rid = world.request("open-live", status=503, code="service_unavailable", tokens=0)
     rows = world.rows(monkeypatch)
     assert "5xx that were not injected faults" in failing(rows)
-    world.soak.faults.record(Injected(T0, "error", "UpdateItem", "tollgate-tenants", rid))
+    world.soak.faults.record(Injected(T0, "error", "UpdateItem", "tollgate-gate", rid))
     assert "5xx that were not injected faults" not in failing(world.rows(monkeypatch))
 
 

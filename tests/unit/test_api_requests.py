@@ -18,7 +18,7 @@ from functions.api.schemas import ChatRequest, ToolCall, parse
 def ctx(**over: str) -> dict[str, Any]:
     authorizer = {"tenant_id": "acme", "key_id": "key_1", "principal": "svc",
                   "parent_key_id": "", "environment": "live", "scopes": "a,b", "plan": "p",
-                  "month": "2026-11", "lim_tmo": "", "budget": "", "verdict": "allow",
+                  "month": "2026-11", "token_alloc": "", "budget": "", "verdict": "allow",
                   "retry_after": "0", **over}  # fmt: skip
     return {
         "headers": {"User-Agent": "ua-header"},
@@ -29,7 +29,7 @@ def ctx(**over: str) -> dict[str, Any]:
 
 
 def test_caller_from_the_authorizer_context() -> None:
-    caller = Caller.from_event(ctx(lim_tmo="500", budget="40", parent_key_id="key_0"))
+    caller = Caller.from_event(ctx(token_alloc="500", budget="40", parent_key_id="key_0"))
     assert (caller.tenant_id, caller.key_id, caller.principal) == ("acme", "key_1", "svc")
     assert (caller.lim_tmo, caller.budget, caller.parent_key_id) == (500, 40, "key_0")
     assert caller.scopes == frozenset({"a", "b"}) and not caller.is_test
@@ -47,7 +47,22 @@ def test_caller_refuses_events_without_the_gate() -> None:
     with pytest.raises(NotAuthorized):
         Caller.from_event(ctx(tenant_id=""))
     with pytest.raises(ServiceUnavailable):
-        Caller.from_event(ctx(lim_tmo="lots"))
+        Caller.from_event(ctx(token_alloc="lots"))
+
+
+def test_the_authorizer_and_the_api_share_one_typed_contract() -> None:
+    """What the authorizer writes (functions/gate/contract.py) is what the API reads back."""
+    from functions.gate.contract import GateContext
+
+    written = GateContext(
+        tenant_id="acme", key_id="key_1", principal="svc", parent_key_id="key_0",
+        environment="test", scopes="a,b", operation="chat.completions", plan="p",
+        month="2026-11", shard=3, token_alloc=500, budget=-1, verdict="allow",
+    ).to_context()  # fmt: skip
+    assert all(isinstance(v, str) for v in written.values())  # as API Gateway passes them
+    caller = Caller.from_event(ctx(**written))
+    assert (caller.shard, caller.lim_tmo, caller.budget) == (3, 500, None)
+    assert caller.window().environment == "test" and caller.window().parent_key_id == "key_0"
 
 
 def test_unknown_environment_is_treated_as_test() -> None:

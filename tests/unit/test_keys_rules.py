@@ -12,7 +12,9 @@ from functions.common import keyformat
 from functions.common.routes import SCOPES
 from functions.keys import rules
 from functions.keys.errors import InvalidInput, KeyServiceError, NotFound, quote, redact
-from functions.keys.service import _root_of, _sanitize, _with_descendants
+from functions.keys.service import _sanitize
+from functions.keys.tree import root_of as _root_of
+from functions.keys.tree import with_descendants as _with_descendants
 
 
 @pytest.mark.parametrize(
