@@ -164,6 +164,12 @@ class Checker:
         sdk = sum(s.client == "sdk" for s in sent)
         self.info("traffic", "seed", soak.config.seed, f"replay: {soak.config.replay()}")
         self.info(
+            "traffic", "keys issued to soak-open before the run (half revoked)",
+            soak.config.extra_keys,
+            "the gate's cost and limits must not depend on them; soak-quota's monthly quota is "
+            "spread over 4 counter shards",
+        )  # fmt: skip
+        self.info(
             "traffic",
             "requests sent",
             len(sent),
