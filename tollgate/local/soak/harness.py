@@ -235,7 +235,9 @@ def recording_gateway(
                     faults.alias(state.request_id, None)
             rid = state.request_id or f"gw-{uuid.uuid4()}"
             response.headers["x-amzn-RequestId"] = rid
-            data = response.get_data()
+            # A streamed answer (SSE) passes straight through to the client: its status is
+            # what is recorded; reading its body here would buffer the stream (or fail).
+            data = b"" if response.direct_passthrough else response.get_data()
             code, shaped = _error_code(data) if response.status_code >= 400 else ("", True)
             ctx: dict[str, Any] = state.context
             served = Served(
