@@ -23,7 +23,7 @@ import uuid
 from typing import Any
 
 from bench.common import Section, percentile
-from tollgate.local.bulk import seed_keys
+from tollgate.local.bulk import bulk_client, seed_keys
 
 SIZES = (1, 1_000, 10_000, 100_000)
 LATENCY_ROUNDS = 60
@@ -42,7 +42,7 @@ class _Tenant:
         svc.create_tenant(self.name, plan=self.name)
         started = time.perf_counter()
         if size > 1:
-            seed_keys(client, self.name, size - 1)
+            seed_keys(bulk_client(), self.name, size - 1)
         self.seed_seconds = time.perf_counter() - started
         key = svc.create_key(self.name)
         self.key_id, self.secret = key["key_id"], key["secret"]

@@ -17,6 +17,18 @@ def _batch(client: Any, table: str, items: list[dict[str, Any]]) -> None:
                 break
 
 
+def bulk_client() -> Any:
+    """A DynamoDB client for bulk writes: patient (moto serves one request at a time, and a
+    batch of 25 puts on a table with a stream can take seconds on a loaded machine)."""
+    import boto3
+    import botocore.config
+
+    return boto3.client(
+        "dynamodb",
+        config=botocore.config.Config(read_timeout=120, retries={"max_attempts": 10}),
+    )
+
+
 def seed_keys(client: Any, tenant_id: str, n: int) -> None:
     """``n`` keys for ``tenant_id`` (every second one revoked), as KeyService writes them."""
     from functions.common import keyformat

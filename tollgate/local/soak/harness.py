@@ -382,10 +382,9 @@ class Soak:
         for tenant, plan in TENANTS.items():
             svc.create_tenant(tenant, plan=plan, actor=ACTOR)
         if self.config.extra_keys:  # a tenant with many keys issued over its life (issue 12)
-            from functions.common import ddb
-            from tollgate.local.bulk import seed_keys
+            from tollgate.local.bulk import bulk_client, seed_keys
 
-            seed_keys(ddb.client(), "soak-open", self.config.extra_keys)
+            seed_keys(bulk_client(), "soak-open", self.config.extra_keys)
         rng = random.Random(self.config.seed)
         expires_at = 0.0
         for label, (tenant, env, scopes, how) in KEYS.items():
