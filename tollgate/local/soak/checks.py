@@ -324,9 +324,11 @@ class Checker:
         stuck_t: Counter[str] = Counter()
         stuck_k: Counter[str] = Counter()
         settles = self.soak.capture.named("settle failed; the reservation stays counted")
-        for r in settles:
-            stuck_t[str(r.get("tenant_id"))] -= int(r.get("delta") or 0)
-            stuck_k[str(r.get("key_id"))] -= int(r.get("delta") or 0)
+        for r in settles:  # each line says which counter's settle failed ("part")
+            if r.get("part", "tenant") == "tenant":
+                stuck_t[str(r.get("tenant_id"))] -= int(r.get("delta") or 0)
+            if r.get("part", "key") == "key":
+                stuck_k[str(r.get("key_id"))] -= int(r.get("delta") or 0)
         lost_t: Counter[str] = Counter()
         lost_k: Counter[str] = Counter()
         for rid in self.not_written:
