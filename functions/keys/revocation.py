@@ -4,7 +4,7 @@ action) and reinstate. Enforcement first: the gate items, then the ``Key`` recor
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
 from functions.common.models import ACTIVE, REVOKED, SUSPENDED, Key
 from functions.gate import admin as gate
@@ -14,8 +14,6 @@ from functions.keys.audit import AuditMixin, default_actor
 from functions.keys.base import log
 from functions.keys.errors import Conflict, InvalidInput
 from functions.keys.views import key_view
-
-REVOKE_BATCH: Final = 50  # gate entries per UpdateItem (expression size limit is 4 KB)
 
 
 class RevocationMixin(AuditMixin):
@@ -33,9 +31,9 @@ class RevocationMixin(AuditMixin):
         """Revoke one key, the key of a (leaked) secret, or every key of a tenant, with
         their delegated children. Idempotent. Returns ``{"revoked": [key ids]}``.
 
-        Enforcement first: one ``UpdateItem`` on the tenant item marks every gate entry
-        revoked (in batches of :data:`REVOKE_BATCH` for very large tenants), then the ``Key``
-        records, then one audit record per key.
+        Enforcement first: each named key's gate item, then each child's (found by a strongly
+        consistent Query of the parent's partition), then the ``Key`` records, then one audit
+        record per key.
         """
         given = [x is not None for x in (key_id, secret, tenant_id)]
         if sum(given) != 1:

@@ -35,7 +35,7 @@ from __future__ import annotations
 from functions.keys.audit import NO_ID, AuditMixin, _sanitize, default_actor
 from functions.keys.lifecycle import DEFAULT_GRACE, OLD_SECRET_RETENTION, LifecycleMixin
 from functions.keys.plans import PlansMixin
-from functions.keys.revocation import REVOKE_BATCH, RevocationMixin
+from functions.keys.revocation import RevocationMixin
 from functions.keys.seed import SeedMixin
 from functions.keys.tenants import TenantsMixin, _gate_config
 
@@ -43,7 +43,6 @@ __all__ = [
     "DEFAULT_GRACE",
     "NO_ID",
     "OLD_SECRET_RETENTION",
-    "REVOKE_BATCH",
     "KeyService",
     "_gate_config",
     "_sanitize",
