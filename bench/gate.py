@@ -93,9 +93,10 @@ def run() -> Section:
         sec.add(
             f"admitted of 160 by 32 clients, {limit.replace('_', ' ')} = 100{shards}, 5 rounds",
             " ".join(map(str, rounds)),
-            target="exactly 100 each round (0 over; early refusals <= 1 % of the limit)",
-            ok=all(a == 100 for a in rounds),
+            target="100 each round: 0 over, early refusals <= 1 % of the limit (>= 99)",
+            ok=all(99 <= a <= 100 for a in rounds),
             baseline="API Gateway usage plans: documented as best effort",
+            note="160 attempts against 100: fewer than 100 admitted would be early refusals",
         )
 
     # -- latency against one plain GetItem ------------------------------------------
@@ -192,9 +193,13 @@ def _exact_round(secret: str, now: float, clients: int = 32, per_client: int = 5
     def client() -> None:
         barrier.wait()
         for _ in range(per_client):
-            decision, _ = handler.decide(APIGatewayAuthorizerRequestEvent(_event(secret)), now)
+            try:
+                decision, _ = handler.decide(APIGatewayAuthorizerRequestEvent(_event(secret)), now)
+                code = decision.code
+            except Exception:  # 503 to the client: counted, never lost with the thread
+                code = "unavailable"
             with lock:
-                results[decision.code] += 1
+                results[code] += 1
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for t in threads:

@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PynamoDBException
 
 from functions.common.observability import MetricUnit, log_metrics, logger, metrics
+from functions.gate.store import DependencyError as GateUnavailable
 from functions.keys import KeyServiceError
 from functions.respond.config import ResponderSettings
 from functions.respond.events import EventPublisher
@@ -146,7 +147,8 @@ def handle(event: dict[str, Any]) -> dict[str, Any]:
     except KeyServiceError as exc:  # e.g. a key changed while revoking: GitHub retries
         logger.error("leak report not fully processed", extra={"code": exc.code})
         return _error(503, "try_again", "The report was not fully processed; send it again.")
-    except (PynamoDBException, ClientError, BotoCoreError) as exc:  # DynamoDB failed: retryable
+    except (PynamoDBException, ClientError, BotoCoreError, GateUnavailable) as exc:
+        # DynamoDB failed (through pynamodb, botocore or the gate's own calls): retryable
         logger.error(
             "leak report not processed: storage failed", extra={"error": type(exc).__name__}
         )

@@ -87,7 +87,8 @@ def test_the_detector_role_has_only_what_it_uses(synth: Synth) -> None:
     }  # fmt: skip
     assert actions_on(pairs, table_id(synth, "audit")) == {"dynamodb:PutItem", "dynamodb:Query"}
     assert actions_on(pairs, table_id(synth, "keys")) == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
-    assert actions_on(pairs, table_id(synth, "tenants")) == {"dynamodb:UpdateItem"}
+    assert actions_on(pairs, table_id(synth, "tenants")) == set()  # the gate holds statuses
+    assert actions_on(pairs, table_id(synth, "gate")) == {"dynamodb:Query", "dynamodb:UpdateItem"}
     assert actions_on(pairs, table_id(synth, "plans")) == {"dynamodb:GetItem"}
     usage_id = table_id(synth, "usage")
     stream_actions = {

@@ -103,14 +103,19 @@ def test_table_env_vars_are_exactly_the_tables_the_role_may_touch(dev: Synth) ->
         assert env_tables == granted, name
 
 
-def test_authorizer_role_exactly_getitem_secrets_updateitem_tenants(dev: Synth) -> None:
+def test_authorizer_role_exactly_secrets_and_the_gate(dev: Synth) -> None:
+    """Secrets read; the gate's key items and shards written (and read when borrowing);
+    nothing on the tenants table: the authorizer cannot change a plan or a status."""
     fn = function_named(dev, "AuthorizerFunctionName")
     assert fn["Properties"]["Handler"] == "functions.authorizer.handler.handler"
     assert dynamodb_grants(dev, fn) == {
         ("dynamodb:GetItem", "secrets"),
-        ("dynamodb:UpdateItem", "tenants"),
+        ("dynamodb:GetItem", "gate"),
+        ("dynamodb:BatchGetItem", "gate"),
+        ("dynamodb:UpdateItem", "gate"),
     }
     assert {a for a, _ in all_grants(dev, fn)} == {
+        "dynamodb:BatchGetItem",
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
         "kms:Decrypt",
@@ -123,7 +128,8 @@ def test_api_role_exact_actions(dev: Synth) -> None:
     fn = function_named(dev, "ApiFunctionName")
     assert fn["Properties"]["Handler"] == "functions.api.handler.handler"
     assert dynamodb_grants(dev, fn) == {
-        ("dynamodb:UpdateItem", "tenants"),
+        ("dynamodb:UpdateItem", "gate"),  # reserve, settle (and borrow between shards)
+        ("dynamodb:BatchGetItem", "gate"),
         ("dynamodb:PutItem", "usage"),
         ("dynamodb:GetItem", "plans"),
         ("dynamodb:GetItem", "jobs"),
