@@ -132,9 +132,10 @@ def run() -> Section:
             round(a / b, 2),
             unit="x",
             baseline=f"GetItem {b:.2f} ms; handler {a:.2f} ms",
-            target="<= 2.6 (two sequential writes; 0.1.0 measured 1.8 for one)",
-            ok=a / b <= 2.6,
-            note="moto evaluates condition expressions in Python; see next row",
+            target="informational: two conditional writes in sequence vs one read",
+            ok=None,
+            note="0.1.0 made one write (1.8x); moto evaluates conditions in Python; the "
+            "handler's own overhead is the next row",
         )
     for p in (50, 99):
         b, a = percentile(bare, p), percentile(auth2, p)
