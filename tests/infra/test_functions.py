@@ -103,14 +103,17 @@ def test_table_env_vars_are_exactly_the_tables_the_role_may_touch(dev: Synth) ->
         assert env_tables == granted, name
 
 
-def test_authorizer_role_exactly_getitem_secrets_updateitem_tenants(dev: Synth) -> None:
+def test_authorizer_role_exactly_getitem_secrets_and_the_gate(dev: Synth) -> None:
     fn = function_named(dev, "AuthorizerFunctionName")
     assert fn["Properties"]["Handler"] == "functions.authorizer.handler.handler"
     assert dynamodb_grants(dev, fn) == {
         ("dynamodb:GetItem", "secrets"),
-        ("dynamodb:UpdateItem", "tenants"),
+        ("dynamodb:BatchGetItem", "gate"),
+        ("dynamodb:GetItem", "gate"),
+        ("dynamodb:UpdateItem", "gate"),
     }
     assert {a for a, _ in all_grants(dev, fn)} == {
+        "dynamodb:BatchGetItem",
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
         "kms:Decrypt",
@@ -123,7 +126,11 @@ def test_api_role_exact_actions(dev: Synth) -> None:
     fn = function_named(dev, "ApiFunctionName")
     assert fn["Properties"]["Handler"] == "functions.api.handler.handler"
     assert dynamodb_grants(dev, fn) == {
-        ("dynamodb:UpdateItem", "tenants"),
+        # reserve / settle, and each reservation's marker (functions/gate/reservations.py)
+        ("dynamodb:BatchGetItem", "gate"),
+        ("dynamodb:UpdateItem", "gate"),
+        ("dynamodb:PutItem", "gate"),
+        ("dynamodb:DeleteItem", "gate"),
         ("dynamodb:PutItem", "usage"),
         ("dynamodb:GetItem", "plans"),
         ("dynamodb:GetItem", "jobs"),
