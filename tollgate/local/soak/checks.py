@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Sized
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from functions.gate import items as it
 from tollgate.local.soak.model import ECHO, HOST, ROUTE_OF, KeyInfo, Row, route_family
 
 if TYPE_CHECKING:
@@ -75,6 +76,8 @@ def gate_views(
     shards: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for item in gate_items:
         pk, sk = str(item["pk"]), str(item["sk"])
+        if it.is_marker(pk):
+            continue  # a reservation's marker (functions/gate/reservations.py)
         if pk.startswith("t#"):
             tenant_id, env = pk[2:].rsplit("#", 2)[:2]
             shards[tenant_id].append({**item, "_env": env})
@@ -127,10 +130,11 @@ class Checker:
         self.tenants = gate_views(self.tables, scan(self.tables.tenants), scan(self.tables.gate))
         self.events = list(scan(self.tables.usage))
         self.audit = list(scan(self.tables.audit))
-        self.not_written = {
-            str((r.get("event") or {}).get("request_id"))
+        self.lost_events = {
+            str((r.get("event") or {}).get("request_id")): dict(r.get("event") or {})
             for r in soak.capture.named("usage event not written")
         }
+        self.not_written = set(self.lost_events)
 
     # -- rows ------------------------------------------------------------------------------
     def info(self, group: str, name: str, value: Any, note: str = "", target: str = "") -> None:
@@ -321,8 +325,10 @@ class Checker:
         for rid in self.not_written:
             served, client = self.by_rid.get(rid), self.sent_by_rid.get(rid)
             if served is not None and client is not None:
-                lost_t[served.tenant_id] += client.tokens
-                lost_k[served.key_id] += client.tokens
+                # A client that cut its stream never saw the usage: the dead letter has it.
+                tokens = _tokens(self.lost_events[rid]) if client.cut else client.tokens
+                lost_t[served.tenant_id] += tokens
+                lost_k[served.key_id] += tokens
         used_t: Counter[str] = Counter()
         used_k: Counter[str] = Counter()
         for e in self.events:

@@ -148,6 +148,19 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:200]}{where}"
 
 
+def _read_unless_streaming(response: Any) -> bytes:
+    """The answer's body; a streaming route's 2xx answer (SSE, passed through as produced)
+    is not read: its status is final before the first chunk (refusals come whole)."""
+    if not response.direct_passthrough:
+        return bytes(response.get_data())
+    if response.status_code < 400:
+        return b""
+    data = b"".join(p if isinstance(p, bytes) else str(p).encode() for p in response.response)
+    response.direct_passthrough = False
+    response.set_data(data)
+    return data
+
+
 def recording_gateway(
     ledger: list[Served],
     lock: threading.Lock,
@@ -235,7 +248,7 @@ def recording_gateway(
                     faults.alias(state.request_id, None)
             rid = state.request_id or f"gw-{uuid.uuid4()}"
             response.headers["x-amzn-RequestId"] = rid
-            data = response.get_data()
+            data = _read_unless_streaming(response)
             code, shaped = _error_code(data) if response.status_code >= 400 else ("", True)
             ctx: dict[str, Any] = state.context
             served = Served(
@@ -301,6 +314,9 @@ class Soak:
         self._stoppers.append(self.github.close)
         os.environ["TOLLGATE_GITHUB_KEYS_URL"] = self.github.url
         os.environ.pop("TOLLGATE_EVENT_BUS", None)  # revocation events: logged, not sent
+        # Streams take a few ms per word, so a client that leaves after a few chunks
+        # leaves mid-stream (the API then reads the rest and bills it).
+        os.environ.setdefault("TOLLGATE_ECHO_CHUNK_DELAY_MS", "3")
 
         from tollgate.local import aws
         from tollgate.local.faults import trace_all_clients
@@ -683,6 +699,28 @@ class Soak:
                     stream.response.status_code,
                     request_id=stream.response.headers.get("x-amzn-requestid", ""),
                     tokens=tokens,
+                )
+            if action == "chat-stream-cut":
+                # The client goes away after a few chunks: it never sees the usage.
+                stream = client.chat.completions.create(
+                    model=ECHO,
+                    messages=self._prompt(rng, rng.randint(6, 14)),
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    extra_headers=draw,
+                )
+                keep = rng.randint(1, 3)
+                for i, _chunk in enumerate(stream):
+                    if i + 1 >= keep:
+                        break
+                stream.close()
+                return Sent(
+                    "sdk",
+                    info.label,
+                    action,
+                    stream.response.status_code,
+                    request_id=stream.response.headers.get("x-amzn-requestid", ""),
+                    cut=True,
                 )
             if action == "models":
                 raw = client.models.with_raw_response.list(extra_headers=draw)
