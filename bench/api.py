@@ -77,7 +77,8 @@ def run() -> Section:
     from openai import OpenAI
 
     from functions.common import ddb
-    from functions.common.models import Tenant, UsageEvent
+    from functions.common.models import GateItem, UsageEvent
+    from functions.gate.admin import shard_totals
     from functions.keys.service import KeyService
 
     sec = Section("managed API")
@@ -131,7 +132,7 @@ def run() -> Section:
             used = sum(
                 e.prompt_tokens + e.completion_tokens for e in UsageEvent.by_tenant.query(tenant_id)
             )
-            mtok = Tenant.get(tenant_id, consistent_read=True).mtok
+            mtok = shard_totals(GateItem.Meta.table_name, tenant_id, "live")["tokens"]
             overshoots.append(max(0, used - 400, int(mtok) - 400))
             admitted.append(codes[200])
         sec.add(

@@ -23,6 +23,7 @@ import uuid
 from typing import Any
 
 from bench.common import Section, percentile
+from tollgate.local.bulk import bulk_client, seed_keys
 
 SIZES = (1, 1_000, 10_000, 100_000)
 LATENCY_ROUNDS = 60
@@ -33,48 +34,6 @@ def _sizes() -> tuple[int, ...]:
     return tuple(s for s in SIZES if s <= cap)
 
 
-def _batch(client: Any, table: str, items: list[dict[str, Any]]) -> None:
-    for start in range(0, len(items), 25):
-        request = {table: [{"PutRequest": {"Item": i}} for i in items[start : start + 25]]}
-        for _ in range(10):
-            resp = client.batch_write_item(RequestItems=request)
-            request = resp.get("UnprocessedItems") or {}
-            if not request:
-                break
-
-
-def seed_keys(client: Any, tenant_id: str, n: int) -> None:
-    """``n`` keys for ``tenant_id`` (every second one revoked), as KeyService writes them."""
-    from functions.common import keyformat
-    from functions.common.config import TableNames
-    from functions.gate import items as it
-
-    names = TableNames.from_env()
-    scopes = {"L": [{"S": "inference:invoke"}]}
-    secrets, keys, gates = [], [], []
-    for i in range(n):
-        key_id = keyformat.new_key_id()
-        revoked = i % 2 == 1
-        common = {
-            "key_id": {"S": key_id}, "tenant_id": {"S": tenant_id},
-            "environment": {"S": "live"}, "principal": {"S": f"agent-{i}"}, "scopes": scopes,
-            "created_at": {"S": "2026-12-01T00:00:00Z"},
-        }  # fmt: skip
-        secret = keyformat.generate("live")
-        secrets.append({**common, "secret_hash": {"S": keyformat.hash_secret(secret)},
-                        "serial": {"N": "1"}})  # fmt: skip
-        keys.append({**common, "status": {"S": "revoked" if revoked else "active"},
-                     "secret_serial": {"N": "1"}})  # fmt: skip
-        gates.append({
-            **it.key_address(key_id), it.STATUS: {"S": "revoked" if revoked else "active"},
-            it.WINDOW: {"N": "0"}, it.COUNT: {"N": "0"}, it.SERIAL: {"N": "1"},
-            it.GRACE: {"N": "0"}, it.TENANT: {"S": tenant_id},
-        })  # fmt: skip
-    _batch(client, names.secrets, secrets)
-    _batch(client, names.keys, keys)
-    _batch(client, names.gate, gates)
-
-
 class _Tenant:
     def __init__(self, svc: Any, client: Any, size: int) -> None:
         self.name = f"s{size}-{uuid.uuid4().hex[:6]}"
@@ -83,7 +42,7 @@ class _Tenant:
         svc.create_tenant(self.name, plan=self.name)
         started = time.perf_counter()
         if size > 1:
-            seed_keys(client, self.name, size - 1)
+            seed_keys(bulk_client(), self.name, size - 1)
         self.seed_seconds = time.perf_counter() - started
         key = svc.create_key(self.name)
         self.key_id, self.secret = key["key_id"], key["secret"]

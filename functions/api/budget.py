@@ -206,6 +206,10 @@ class Budget:
                     raise _key_refusal(amount, left) from None
             try:
                 self._store.update_gate(shard_reserve_request(tenant_id, window, amount))
+            except ServiceUnavailable:
+                if window.key_budget is not None:  # the key's part must not stay reserved
+                    self._give_back_key(key_id, window, amount)
+                raise
             except ConditionFailed as failed:
                 if window.key_budget is not None:
                     self._give_back_key(key_id, window, amount)
@@ -269,10 +273,22 @@ class Budget:
         raise _tenant_refusal(amount, left)
 
     def _give_back_key(self, key_id: str, window: Window, amount: int) -> None:
+        """Hand back a key's reservation whose tenant part failed; if that cannot be written
+        it stays reserved (over-counts, never under-counts) and says so, as a settle does."""
+        from functions.common.observability import MetricUnit, logger, metrics
+
         reservation = self._reservation("", key_id, window, amount, 0)
-        with contextlib.suppress(ConditionFailed, ServiceUnavailable):
-            # left reserved: over-counts, never under-counts
+        try:
             self._store.update_gate(key_settle_request(reservation, -amount), once=True)
+        except ConditionFailed:
+            pass
+        except ServiceUnavailable as exc:
+            logger.error(
+                "settle failed; the reservation stays counted",
+                extra={"tenant_id": "", "key_id": key_id, "part": "key", "delta": -amount,
+                       "error": exc.message},
+            )  # fmt: skip
+            metrics.add_metric(name="SettleFailed", unit=MetricUnit.Count, value=1)
 
     def _mark(
         self, reservation: Reservation, marker: reservations.Marker, prompt_tokens: int
@@ -339,10 +355,10 @@ class Budget:
                 extra={"reserved": reservation.amount, "actual": actual},
             )
             metrics.add_metric(name="BudgetOverrun", unit=MetricUnit.Count, value=1)
-        requests = [shard_settle_request(reservation, delta)]
+        requests = [("tenant", shard_settle_request(reservation, delta))]
         if reservation.key_budgeted:
-            requests.append(key_settle_request(reservation, delta))
-        for request in requests:
+            requests.append(("key", key_settle_request(reservation, delta)))
+        for part, request in requests:
             try:
                 self._store.update_gate(request, once=True)
             except ConditionFailed:
@@ -351,7 +367,7 @@ class Budget:
                 logger.error(
                     "settle failed; the reservation stays counted",
                     extra={"tenant_id": reservation.tenant_id, "key_id": reservation.key_id,
-                           "delta": delta, "error": exc.message},
+                           "part": part, "delta": delta, "error": exc.message},
                 )  # fmt: skip
                 metrics.add_metric(name="SettleFailed", unit=MetricUnit.Count, value=1)
 

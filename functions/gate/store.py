@@ -190,6 +190,7 @@ class GateStore:
         window = ad.KeyWindow(self._minute.get(facts.key_id) != minute, minute)
         month = max(it.month_window(now), view.month)
         key_item: dict[str, Any] | None = None
+        index: int | None = None
         for _ in range(ATTEMPTS):
             if key_item is None:
                 try:
@@ -206,7 +207,8 @@ class GateStore:
                 key_item = ddb.item_from_ddb(resp["Attributes"])
                 window = ad.KeyWindow(False, int(key_item[it.WINDOW]))
                 self._minute[facts.key_id] = window.minute
-            index = random.randrange(view.shards)
+            if index is None or index >= view.shards:  # the same shard after a borrow
+                index = random.randrange(view.shards)
             try:
                 resp = call("update_item", **ad.shard_update(self.table, facts, route, index,
                                                              month, view.rpm))  # fmt: skip

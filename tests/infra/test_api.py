@@ -155,7 +155,8 @@ def test_outputs_for_the_cli_and_operators(dev: Synth) -> None:
     assert {"ApiUrl", "AuthorizerFunctionName", "ApiFunctionName", "UpstreamSecretArn"} <= set(
         outputs
     )
-    _, secret = one(dev.resources, "AWS::SecretsManager::Secret")
+    (secret,) = [r for lid, r in dev.resources.items()
+                 if r["Type"] == "AWS::SecretsManager::Secret" and "Upstream" in lid]  # fmt: skip
     generated = secret["Properties"]["GenerateSecretString"]
     assert json.loads(generated["SecretStringTemplate"]) == {"base_url": ""}
     assert generated["GenerateStringKey"] == "api_key"

@@ -62,6 +62,10 @@ def parse_args(argv: list[str]) -> tuple[SoakConfig, str | None]:
     )
     parser.add_argument("--outage", type=float, default=1.0, help="seconds each outage lasts (1)")
     parser.add_argument("--drain-timeout", type=float, default=180.0)
+    parser.add_argument(
+        "--extra-keys", type=int, default=2000, metavar="N",
+        help="keys issued to one tenant before the run, half revoked (2000)",
+    )  # fmt: skip
     parser.add_argument("--json", metavar="PATH", help="also write the table as JSON")
     parser.add_argument("--log", metavar="PATH", help="the functions' log (default: tmp)")
     args = parser.parse_args(argv)
@@ -73,6 +77,8 @@ def parse_args(argv: list[str]) -> tuple[SoakConfig, str | None]:
         parser.error("--seed must be within 0..2**63-1")
     if not 0 <= args.min_requests <= 1_000_000:
         parser.error("--min-requests must be within 0..1000000")
+    if not 0 <= args.extra_keys <= 1_000_000:
+        parser.error("--extra-keys must be within 0..1000000")
     if args.outage_every < 0 or args.outage < 0 or args.drain_timeout <= 0:
         parser.error("--outage-every, --outage and --drain-timeout must be positive")
     try:
@@ -89,6 +95,7 @@ def parse_args(argv: list[str]) -> tuple[SoakConfig, str | None]:
         outage_s=args.outage,
         drain_timeout_s=args.drain_timeout,
         log_path=args.log,
+        extra_keys=args.extra_keys,
     )
     return config, args.json
 

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
@@ -148,19 +148,6 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:200]}{where}"
 
 
-def _read_unless_streaming(response: Any) -> bytes:
-    """The answer's body; a streaming route's 2xx answer (SSE, passed through as produced)
-    is not read: its status is final before the first chunk (refusals come whole)."""
-    if not response.direct_passthrough:
-        return bytes(response.get_data())
-    if response.status_code < 400:
-        return b""
-    data = b"".join(p if isinstance(p, bytes) else str(p).encode() for p in response.response)
-    response.direct_passthrough = False
-    response.set_data(data)
-    return data
-
-
 def recording_gateway(
     ledger: list[Served],
     lock: threading.Lock,
@@ -206,6 +193,17 @@ def recording_gateway(
 
     gate_store.admit = recording_admit  # type: ignore[method-assign]
 
+    def _traced(body: Any, rid: str, headers: Any) -> Iterator[bytes]:
+        set_trace(rid)
+        if faults is not None:
+            faults.alias(rid, headers.get(DRAW_HEADER))
+        try:
+            yield from body
+        finally:
+            set_trace(None)
+            if faults is not None:
+                faults.alias(rid, None)
+
     class RecordingGateway(local_gateway.LocalGateway):
         def _request_context(
             self, request: Request, route: Any, request_id: str, now: float
@@ -248,7 +246,18 @@ def recording_gateway(
                     faults.alias(state.request_id, None)
             rid = state.request_id or f"gw-{uuid.uuid4()}"
             response.headers["x-amzn-RequestId"] = rid
-            data = _read_unless_streaming(response)
+            if response.direct_passthrough and response.status_code < 400:
+                # A stream is produced while the server writes it, after handle() returned:
+                # its DynamoDB calls (the settle, the usage event) carry this request's trace
+                # and draw its faults too.
+                response.response = _traced(response.response, rid, request.headers)
+            # A streamed answer (SSE) passes straight through to the client: its status is
+            # what is recorded; reading its body here would buffer the stream (or fail).
+            if response.direct_passthrough and response.status_code >= 400:
+                # a refusal on a streaming route is small: read it to check its error body
+                body = b"".join(response.response)  # type: ignore[arg-type]
+                response.response, response.direct_passthrough = [body], False
+            data = b"" if response.direct_passthrough else response.get_data()
             code, shaped = _error_code(data) if response.status_code >= 400 else ("", True)
             ctx: dict[str, Any] = state.context
             served = Served(
@@ -395,6 +404,10 @@ class Soak:
             svc.create_plan(name, actor=ACTOR, **options)
         for tenant, plan in TENANTS.items():
             svc.create_tenant(tenant, plan=plan, actor=ACTOR)
+        if self.config.extra_keys:  # a tenant with many keys issued over its life (issue 12)
+            from tollgate.local.bulk import bulk_client, seed_keys
+
+            seed_keys(bulk_client(), "soak-open", self.config.extra_keys)
         rng = random.Random(self.config.seed)
         expires_at = 0.0
         for label, (tenant, env, scopes, how) in KEYS.items():
