@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.common import Figure, Section
 
-SECTIONS = ("gate", "scale", "api", "usage", "detect", "package", "soak", "peers")
+SECTIONS = ("gate", "scale", "api", "streaming", "usage", "detect", "package", "soak", "peers")
 HERE = Path(__file__).parent
 
 

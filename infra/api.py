@@ -136,9 +136,15 @@ class Api(Construct):
                 service="api",
                 description="Tollgate: the managed, OpenAI-compatible API",
                 tables={
-                    # token reserve / settle on the gate's items (and borrowing between shards);
-                    # no access to the tenants table: the Api cannot change a plan or status
-                    "gate": ("dynamodb:BatchGetItem", "dynamodb:UpdateItem"),
+                    # token reserve / settle on the gate's items (and borrowing between shards),
+                    # and each reservation's marker (functions/gate/reservations.py); no access
+                    # to the tenants table: the Api cannot change a plan or status
+                    "gate": (
+                        "dynamodb:BatchGetItem",
+                        "dynamodb:UpdateItem",
+                        "dynamodb:PutItem",
+                        "dynamodb:DeleteItem",
+                    ),
                     "usage": ("dynamodb:PutItem",),
                     "plans": ("dynamodb:GetItem",),
                     "jobs": ("dynamodb:GetItem", "dynamodb:Query"),

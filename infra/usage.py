@@ -17,6 +17,11 @@
   month's statement of every tenant, run by an EventBridge schedule on the 1st of each
   month at 06:00 UTC. The function may put objects only under ``statements/`` (granted in
   the bucket policy, to this role) and use the bucket's key only through S3.
+* **Reservation sweep** (``functions.sweep.handler``), every 5 minutes: settles the
+  reservations of Api invocations killed before settling (their markers on the gate table,
+  ``functions/gate/reservations.py``) with an estimated usage event. It may Query and
+  DeleteItem markers and GetItem / UpdateItem its cursor on the gate table, and PutItem
+  usage events (conditional: never a duplicate); one run at a time (reserved concurrency 1).
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ from infra.settings import Settings
 from infra.streams import stream_consumer
 
 STATEMENTS_HANDLER: Final = "functions.statements.handler.handler"
+SWEEP_HANDLER: Final = "functions.sweep.handler.handler"
+SWEEP_EVERY: Final = Duration.minutes(5)
 STATEMENTS_PREFIX: Final = "statements/"
 ITERATOR_AGE_ALARM_MS: Final = 5 * 60 * 1000
 _STREAM_READ: Final = (
@@ -192,6 +199,35 @@ class UsagePipeline(Construct):
             ],
         )
 
+        # -- the orphaned-reservation sweep --------------------------------------------------
+        self.sweep_function = functions.add(
+            FunctionSpec(
+                "ReservationSweep",
+                SWEEP_HANDLER,
+                service="sweep",
+                description="Tollgate: settles reservations of killed Api calls (estimated)",
+                tables={
+                    # markers: Query and DeleteItem; the sweep's cursor: GetItem, UpdateItem
+                    "gate": (
+                        "dynamodb:Query",
+                        "dynamodb:DeleteItem",
+                        "dynamodb:GetItem",
+                        "dynamodb:UpdateItem",
+                    ),
+                    "usage": ("dynamodb:PutItem",),
+                },
+                timeout=Duration.minutes(4),  # shorter than the schedule: runs never overlap
+                reserved_concurrency=1,
+            )
+        )
+        self.sweep_schedule = events.Rule(
+            self,
+            "ReservationSweepSchedule",
+            description="Tollgate: settles orphaned token reservations, every 5 minutes",
+            schedule=events.Schedule.rate(SWEEP_EVERY),
+            targets=[targets.LambdaFunction(self.sweep_function, retry_attempts=0)],
+        )
+
         self.alarms = consumer.alarms  # actions once the alerts topic exists
 
         for output_id, value in (
@@ -199,6 +235,7 @@ class UsagePipeline(Construct):
             ("StatementsBucketName", self.statements.bucket_name),
             ("UsageAggregatorFunctionName", self.aggregator.function_name),
             ("StatementsFunctionName", self.statements_function.function_name),
+            ("ReservationSweepFunctionName", self.sweep_function.function_name),
         ):
             CfnOutput(self, output_id, value=value).override_logical_id(output_id)
 

@@ -25,6 +25,13 @@ lost answer leaves the reservation counted: over, never under). The shard part i
 conditional on ``#mo = :month`` so a reservation made in a month that has since rolled over
 is not subtracted from the new month's count. With no limit at all nothing is reserved and
 the settle only counts the actual tokens.
+
+**Marker.** After a non-zero reservation one more write puts the reservation's marker
+(``functions/gate/reservations.py``); the settle deletes it after the counters. A function
+killed in between leaves it, and the sweep (``functions/sweep``) settles that reservation at
+its upper bound with an estimated usage event. A marker that cannot be written is logged and
+counted (``ReservationMarkerFailed``); the request goes on (its reservation would then stay
+counted if the function were also killed: over, never under).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from typing import Any, Final
 from functions.api.errors import InsufficientQuota, ServiceUnavailable, TenantUnavailable
 from functions.api.store import ApiStore, ConditionFailed
 from functions.gate import items as it
+from functions.gate import reservations
 
 ATTEMPTS: Final = 6
 
@@ -68,6 +76,7 @@ class Reservation:
     environment: str = "live"
     shard: int = 0
     parent_key_id: str | None = None
+    marker: it.Address | None = None  # the marker to delete once settled
 
 
 def _n(value: int) -> dict[str, str]:
@@ -166,10 +175,13 @@ class Budget:
         prompt_tokens: int,
         max_tokens: int,
         flexible: bool,
+        marker: reservations.Marker | None = None,
     ) -> Reservation:
         """Reserve ``prompt_tokens + max_tokens`` or raise :class:`InsufficientQuota`.
 
         ``flexible``: the client did not choose ``max_tokens``; it may shrink to what is left.
+        ``marker``: what to write so that a sweep can settle this reservation if the function
+        dies before it does (written only when something was reserved).
         """
         if window.unlimited:
             return self._reservation(tenant_id, key_id, window, 0, max_tokens)
@@ -211,7 +223,10 @@ class Budget:
                 except DependencyError:
                     raise ServiceUnavailable("The token budget is unavailable; retry.") from None
                 continue
-            return self._reservation(tenant_id, key_id, window, amount, max_tokens)
+            reservation = self._reservation(tenant_id, key_id, window, amount, max_tokens)
+            if marker is not None:
+                reservation = self._mark(reservation, marker, prompt_tokens)
+            return reservation
         if refusal is not None:
             raise refusal
         raise ServiceUnavailable("The token budget kept changing while reserving; retry.")
@@ -275,6 +290,33 @@ class Budget:
             )  # fmt: skip
             metrics.add_metric(name="SettleFailed", unit=MetricUnit.Count, value=1)
 
+    def _mark(
+        self, reservation: Reservation, marker: reservations.Marker, prompt_tokens: int
+    ) -> Reservation:
+        """Put the reservation's marker; the reservation carries its address (None if the
+        write failed: logged and counted, the request goes on)."""
+        from dataclasses import replace
+
+        from functions.common.observability import MetricUnit, logger, metrics
+        from functions.gate.store import DependencyError
+
+        r = reservation
+        reserved = reservations.Reserved(
+            r.tenant_id, r.environment, r.shard, r.key_id, r.parent_key_id, r.key_budgeted,
+            r.amount, r.month,
+        )  # fmt: skip
+        item = reservations.marker_item(
+            marker, reserved, prompt_tokens, r.max_tokens, it.minute_window()
+        )
+        try:
+            reservations.put(self._store.tables.gate, item)
+        except DependencyError as exc:
+            logger.error("reservation marker not written",
+                         extra={"request_id": marker.request_id, "error": str(exc)})  # fmt: skip
+            metrics.add_metric(name="ReservationMarkerFailed", unit=MetricUnit.Count, value=1)
+            return r
+        return replace(r, marker={"pk": item["pk"], "sk": item["sk"]})
+
     @staticmethod
     def _reservation(
         tenant_id: str, key_id: str, window: Window, amount: int, max_tokens: int
@@ -291,11 +333,22 @@ class Budget:
         Never raises: a settle that cannot be written leaves the reservation in place (the
         counters then over-count, never under-count), and says so in the logs and metrics.
         """
-        from functions.common.observability import MetricUnit, logger, metrics
+        from functions.common.observability import logger
 
         delta = actual - reservation.amount
-        if delta == 0:
-            return
+        if delta != 0:
+            self._settle_counters(reservation, actual, delta)
+        if reservation.marker is not None:
+            from functions.gate.store import DependencyError
+
+            try:
+                reservations.delete(self._store.tables.gate, reservation.marker)
+            except DependencyError as exc:  # the sweep finds the event written: no harm
+                logger.warning("reservation marker not deleted", extra={"error": str(exc)})
+
+    def _settle_counters(self, reservation: Reservation, actual: int, delta: int) -> None:
+        from functions.common.observability import MetricUnit, logger, metrics
+
         if delta > 0 and reservation.amount:
             logger.warning(
                 "model reported more tokens than reserved",

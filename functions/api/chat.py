@@ -24,14 +24,17 @@ the counters are settled to it. A client that goes away mid-stream stops receivi
 provider's stream is read to its end (within the deadline) for its own usage; if that fails,
 the upper bound. The usage event and the settle happen before the final chunk (and
 ``[DONE]``) is sent. Not covered here: a function killed mid-call (its reservation stays
-counted until a sweep settles it; docs/architecture.md, "Streaming").
+counted until the sweep settles it at its upper bound, from the marker written after the
+reservation: :func:`marker`, ``functions/gate/reservations.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from functions.api import catalog
 from functions.api.budget import Reservation
@@ -60,6 +63,7 @@ from functions.api.providers import (
 )
 from functions.api.services import Services
 from functions.api.usage import UsageRecorder, cost_micros, mark_recorded
+from functions.gate.reservations import Marker
 
 OPERATION = "chat.completions"
 NOT_RUN = (ProviderRejected, ModelUnavailable, ProviderUnreachable)
@@ -104,6 +108,20 @@ def select_model(caller: Caller, plan: PlanView, model_id: str) -> Route:
             param="model",
         )
     return target
+
+
+def marker(caller: Caller, usage: UsageRecorder, plan: PlanView) -> Marker:
+    """What the sweep needs to settle this request's reservation if the function dies: its
+    usage event billed at the reservation (``functions/gate/reservations.py``)."""
+
+    def event_of(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+        record = dataclasses.replace(usage)  # a copy: the request's own recorder is untouched
+        cost = cost_micros(prompt_tokens, completion_tokens, plan.price_prompt_micros_per_1k,
+                           plan.price_completion_micros_per_1k)  # fmt: skip
+        record.fail_billed(None, prompt_tokens, completion_tokens, cost, estimated=True)
+        return record.item()
+
+    return Marker(caller.request_id, event_of)
 
 
 def check_limits(prompt: Prompt, services: Services, param: str = "max_tokens") -> int:
@@ -172,6 +190,7 @@ class Call:
                 prompt_tokens=bound,
                 max_tokens=prompt.max_tokens or min(services.settings.default_max_tokens, cap),
                 flexible=prompt.max_tokens is None,
+                marker=marker(caller, usage, plan),
             )
         except Exception as exc:
             usage.fail(exc)

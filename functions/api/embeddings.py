@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from functions.api import responses, tokens
 from functions.api.caller import Caller
-from functions.api.chat import forbid_for_test_key, select_model
+from functions.api.chat import forbid_for_test_key, marker, select_model
 from functions.api.errors import InvalidRequest
 from functions.api.schemas import EmbeddingsRequest
 from functions.api.services import Services
@@ -62,6 +62,7 @@ def create(services: Services, caller: Caller, request: EmbeddingsRequest) -> di
             prompt_tokens=prompt,
             max_tokens=0,
             flexible=False,
+            marker=marker(caller, usage, plan),
         )
         vectors = [echo_vector(text, dimensions) for text in inputs]
         usage.ok(prompt, 0, cost_micros(prompt, 0, plan.price_prompt_micros_per_1k, 0))

@@ -266,6 +266,7 @@ class Rollup(Model):
     prompt_tokens = NumberAttribute(default=0)
     completion_tokens = NumberAttribute(default=0)
     cost_micros = NumberAttribute(default=0)
+    estimated = NumberAttribute(default=0)  # requests billed at their upper bound
 
 
 class FineTuneJob(Model):

@@ -27,11 +27,28 @@ Counter shard (``pk = t#<tenant>#<environment>#<index>``, ``sk = s``):
        unlimited); ``ra`` / ``ta`` this shard's allocation of them in month ``mo``
 ``ns`` how many shards the tenant's environment has; ``ix`` this shard's index
 ====== =================================================================================
+
+Reservation marker (``pk = r#<UTC minute of the reservation>#<bucket>``, ``sk = <request
+id>``, bucket = CRC-32 of the request id mod :data:`MARKER_BUCKETS`; written by the Api after
+a non-zero reservation and deleted by its settle, so only a killed function leaves one:
+``functions/gate/reservations.py``). Its own attribute names, so that no reader of key items
+or shards mistakes it for one:
+
+====== =================================================================================
+``rt`` tenant; ``re`` environment; ``rs`` the shard reserved on; ``rk`` key id; ``rp`` the
+       parent key id (delegated keys); ``rb`` 1 if the key item's budget was reserved on too
+``rn`` tokens reserved; ``rm`` the month (``YYYY-MM``) they were counted in
+``ev`` the usage event to write if the request has none: attribution and the upper bound
+====== =================================================================================
+
+Sweep cursor (``pk = r#sweep``, ``sk = c``): ``rw`` the last minute whose markers were all
+settled.
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 from datetime import UTC, datetime
 from typing import Final
 
@@ -62,6 +79,19 @@ TOKEN_ALLOC: Final = "ta"  # noqa: S105 - an attribute name
 SHARDS: Final = "ns"
 INDEX: Final = "ix"
 
+# -- reservation marker and sweep cursor -----------------------------------------------
+MARKER_TENANT: Final = "rt"
+MARKER_ENV: Final = "re"
+MARKER_SHARD: Final = "rs"
+MARKER_KEY: Final = "rk"
+MARKER_PARENT: Final = "rp"
+MARKER_KEY_BUDGETED: Final = "rb"
+MARKER_AMOUNT: Final = "rn"
+MARKER_MONTH: Final = "rm"
+MARKER_EVENT: Final = "ev"
+CURSOR_MINUTE: Final = "rw"
+MARKER_BUCKETS: Final = 16
+
 ACTIVE: Final = "active"
 SUSPENDED: Final = "suspended"
 REVOKED: Final = "revoked"
@@ -85,6 +115,24 @@ def children_partition(parent_key_id: str) -> str:
 
 def shard_address(tenant_id: str, environment: str, index: int) -> Address:
     return {"pk": {"S": f"t#{tenant_id}#{environment}#{index}"}, "sk": {"S": "s"}}
+
+
+def marker_partition(minute: int, bucket: int) -> str:
+    return f"r#{minute}#{bucket}"
+
+
+def marker_address(request_id: str, minute: int) -> Address:
+    """Where a reservation's marker lives: its minute and one of :data:`MARKER_BUCKETS`
+    partitions (spread writes; a sweep reads a minute with that many Queries)."""
+    bucket = zlib.crc32(request_id.encode("utf-8")) % MARKER_BUCKETS
+    return {"pk": {"S": marker_partition(minute, bucket)}, "sk": {"S": request_id}}
+
+
+def is_marker(pk: str) -> bool:
+    return pk.startswith("r#")
+
+
+CURSOR_ADDRESS: Final[Address] = {"pk": {"S": "r#sweep"}, "sk": {"S": "c"}}
 
 
 def share(limit: int, shards: int, index: int) -> int:

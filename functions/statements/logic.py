@@ -33,6 +33,7 @@ CSV_COLUMNS: Final = (
     "errors",
     "prompt_tokens",
     "completion_tokens",
+    "estimated",
     "unit_price_prompt_per_1k_usd",
     "unit_price_completion_per_1k_usd",
     "amount_usd",
@@ -71,6 +72,7 @@ class LineItem:
             "errors": c.errors,
             "prompt_tokens": c.prompt_tokens,
             "completion_tokens": c.completion_tokens,
+            "estimated": c.estimated,
             "unit_price_prompt_per_1k_usd": (
                 usd(self.prices.prompt_micros_per_1k) if self.prices else None
             ),
@@ -110,6 +112,7 @@ class Statement:
                 "errors": t.errors,
                 "prompt_tokens": t.prompt_tokens,
                 "completion_tokens": t.completion_tokens,
+                "estimated": t.estimated,
                 "amount_usd": usd(t.cost_micros),
                 "amount_micros": t.cost_micros,
             },
@@ -126,7 +129,7 @@ class Statement:
         t = self.totals
         writer.writerow(
             [self.tenant_id, self.period, "TOTAL", "", "", t.requests, t.errors,
-             t.prompt_tokens, t.completion_tokens, "", "", usd(t.cost_micros)]
+             t.prompt_tokens, t.completion_tokens, t.estimated, "", "", usd(t.cost_micros)]
         )  # fmt: skip
         return out.getvalue()
 

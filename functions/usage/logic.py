@@ -68,6 +68,7 @@ class UsageFact:
     completion_tokens: int = 0
     cost_micros: int = 0
     error: bool = False
+    estimated: bool = False  # tokens at the reservation's upper bound (functions/api/usage.py)
 
     @property
     def billable(self) -> bool:
@@ -108,6 +109,7 @@ class UsageFact:
             completion_tokens=count("completion_tokens"),
             cost_micros=count("cost_micros"),
             error=item.get("status", "ok") != "ok",
+            estimated=item.get("estimated") is True,
         )
 
 
@@ -120,6 +122,7 @@ class Counters:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_micros: int = 0
+    estimated: int = 0  # requests whose tokens are an upper bound, not the provider's count
 
     @classmethod
     def of(cls, fact: UsageFact) -> Counters:
@@ -129,6 +132,7 @@ class Counters:
             prompt_tokens=fact.prompt_tokens,
             completion_tokens=fact.completion_tokens,
             cost_micros=fact.cost_micros,
+            estimated=1 if fact.estimated else 0,
         )
 
     @classmethod

@@ -104,6 +104,7 @@ def usage_rows(
             completion_tokens=counters.completion_tokens,
             cost_usd=logic.usd(counters.cost_micros),
             cost_micros=counters.cost_micros,
+            estimated=counters.estimated,
         )
         rows.append(row)
     rows.sort(key=lambda r: (r["period"], str(r.get(_GROUP_FIELD.get(dimension, ""), ""))))

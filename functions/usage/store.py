@@ -30,7 +30,7 @@ def update_request(
     names = {"#mk": mark_attr, **{f"#{m}": m for m in MEASURES}}
     values: dict[str, Any] = {":first": {"S": first}, ":mark": {"S": mark}}
     adds = []
-    for m in MEASURES:  # every measure, zeros too: every item has all five
+    for m in MEASURES:  # every measure, zeros too: every item has them all
         values[f":{m}"] = {"N": str(getattr(counters, m))}
         adds.append(f"#{m} :{m}")
     expression = "SET #mk = :mark ADD " + ", ".join(adds)

@@ -128,8 +128,11 @@ def test_api_role_exact_actions(dev: Synth) -> None:
     fn = function_named(dev, "ApiFunctionName")
     assert fn["Properties"]["Handler"] == "functions.api.handler.handler"
     assert dynamodb_grants(dev, fn) == {
-        ("dynamodb:UpdateItem", "gate"),  # reserve, settle (and borrow between shards)
+        # reserve / settle, and each reservation's marker (functions/gate/reservations.py)
         ("dynamodb:BatchGetItem", "gate"),
+        ("dynamodb:UpdateItem", "gate"),
+        ("dynamodb:PutItem", "gate"),
+        ("dynamodb:DeleteItem", "gate"),
         ("dynamodb:PutItem", "usage"),
         ("dynamodb:GetItem", "plans"),
         ("dynamodb:GetItem", "jobs"),

@@ -176,3 +176,29 @@ def test_statements_run_monthly_for_last_month(synth: Synth) -> None:
     (target,) = rule["Targets"]
     assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2
     assert fn["Properties"]["Handler"] == "functions.statements.handler.handler"
+
+
+def test_the_reservation_sweep_runs_every_five_minutes_with_least_privilege(
+    synth: Synth,
+) -> None:
+    fn_id, fn = named(synth, "ReservationSweepFunctionName")
+    assert fn["Properties"]["Handler"] == "functions.sweep.handler.handler"
+    (rule,) = [
+        r["Properties"]
+        for r in of_type(synth.resources, "AWS::Events::Rule").values()
+        if any(ref(t["Arn"]) == fn_id for t in r["Properties"].get("Targets", []))
+    ]
+    assert rule["ScheduleExpression"] == "rate(5 minutes)"
+    assert fn["Properties"]["Timeout"] < 300  # a run ends before the next one starts
+    assert fn["Properties"]["ReservedConcurrentExecutions"] == 1
+    pairs = role_grants(synth, fn)
+    gate, usage = table_id(synth, "gate"), table_id(synth, "usage")
+    on = {(a, r) for a, r in pairs if a.startswith("dynamodb:")}
+    assert {a for a, r in on if r == gate} == {
+        "dynamodb:Query", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:UpdateItem"
+    }  # fmt: skip
+    assert {a for a, r in on if r == usage} == {"dynamodb:PutItem"}
+    env = fn["Properties"]["Environment"]["Variables"]
+    assert {k for k in env if k.startswith("TOLLGATE_TABLE_")} == {
+        "TOLLGATE_TABLE_GATE", "TOLLGATE_TABLE_USAGE"
+    }  # fmt: skip

@@ -58,16 +58,19 @@ def _tenant(limit: int | None, used: int = 0, tenant_id: str = "acme") -> None:
 
 
 # -- one request at a time -----------------------------------------------------------------
-def test_reserve_then_settle_to_actual_in_three_round_trips(tables: Any) -> None:
+def test_reserve_then_settle_to_actual_in_five_round_trips(tables: Any) -> None:
     _tenant(1000)
     who = who_for("acme", make_key("acme"))
     with RoundTrips() as trips:
         assert chat(who, HELLO, max_tokens=50).status == 200
         # First request of the container also reads the plan (then cached).
-        assert trips.calls == ["GetItem", "UpdateItem", "PutItem", "UpdateItem"]
+        assert trips.calls == [
+            "GetItem", "UpdateItem", "PutItem", "PutItem", "UpdateItem", "DeleteItem"
+        ]  # fmt: skip
         trips.reset()
         assert chat(who, HELLO, max_tokens=50).status == 200
-        assert trips.calls == ["UpdateItem", "PutItem", "UpdateItem"]  # reserve, event, settle
+        # reserve, its marker (functions/gate/reservations.py), event, settle, marker gone
+        assert trips.calls == ["UpdateItem", "PutItem", "PutItem", "UpdateItem", "DeleteItem"]
     assert tenant_item(tables)["mtok"] == 12
 
 
@@ -78,7 +81,7 @@ def test_exact_reservation_needs_no_settle(tables: Any) -> None:
     with RoundTrips() as trips:
         reply = chat(who, HELLO, max_tokens=2)  # completion is cut to exactly 2 tokens
         assert reply.json["usage"]["completion_tokens"] == 2
-        assert trips.calls == ["UpdateItem", "PutItem"]
+        assert trips.calls == ["UpdateItem", "PutItem", "PutItem", "DeleteItem"]
 
 
 def test_unlimited_tenant_counts_after_the_call_only(tables: Any) -> None:

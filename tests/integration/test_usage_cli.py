@@ -265,3 +265,30 @@ def test_dead_letters_are_listed_and_left_on_the_queue(cli: Run, moto_server: An
 def test_dead_letters_without_a_queue_is_an_empty_list(cli: Run) -> None:
     result = cli("usage", "dead-letters").ok()
     assert result.json == []
+
+
+def test_estimated_events_are_counted_in_rows_and_statements(
+    cli: Run, acme: str, aggregate_events: Any
+) -> None:
+    """Events billed at a reservation's upper bound (``estimated``: a provider timeout, a cut
+    stream, a killed function swept) are counted apart: a usage column, a statement field."""
+    items = [priced(i, key="k-live-1", principal="agent-a") for i in range(3)] + [
+        {**priced(10 + i, key="k-live-1", principal="agent-a"), "estimated": True} for i in range(2)
+    ]
+    aggregate_events(items)
+    [row] = cli("usage", "--tenant", "acme", "--period", "2026-11").ok().json
+    assert (row["requests"], row["estimated"]) == (5, 2)
+    [by_key] = cli("usage", "--tenant", "acme", "--by", "key", "--period", "2026-11").ok().json
+    assert by_key["estimated"] == 2
+    human = cli("usage", "--tenant", "acme", "--period", "2026-11", json=False).ok().out
+    assert "estimated" in human
+    statement = cli("statement", "--tenant", "acme", "--period", "2026-11").ok().json
+    assert statement["totals"]["estimated"] == 2
+    assert [line["estimated"] for line in statement["line_items"]] == [2]
+    out = cli("statement", "--tenant", "acme", "--period", "2026-11", "--format", "csv",
+              json=False).ok().out  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["estimated"] for r in rows] == ["2", "2"]  # the line, then TOTAL
+    assert (
+        cli("usage", "reconcile", "--tenant", "acme", "--period", "2026-11").ok().json["drift"] == 0
+    )

@@ -52,8 +52,15 @@ def test_line_values_survive_separators_in_names() -> None:
 def test_errors_count_as_requests_and_errors() -> None:
     fact = UsageFact.from_item(usage_item(0, status="error"))
     assert Counters.of(fact).as_dict() == {
-        "requests": 1, "errors": 1, "prompt_tokens": 0, "completion_tokens": 0, "cost_micros": 0
+        "requests": 1, "errors": 1, "prompt_tokens": 0, "completion_tokens": 0, "cost_micros": 0,
+        "estimated": 0,
     }  # fmt: skip
+
+
+def test_estimated_events_are_counted_apart() -> None:
+    fact = UsageFact.from_item({**usage_item(0, status="error"), "estimated": True})
+    assert fact.estimated and Counters.of(fact).estimated == 1
+    assert Counters.of(UsageFact.from_item(usage_item(0))).estimated == 0
 
 
 @pytest.mark.parametrize(

@@ -50,6 +50,7 @@ def _columns(dimension: str) -> list[tuple[str, str]]:
         ("errors", "errors"),
         ("prompt_tokens", "prompt tokens"),
         ("completion_tokens", "completion tokens"),
+        ("estimated", "estimated"),
         ("cost_usd", "cost USD"),
     ]
 

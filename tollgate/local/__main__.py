@@ -68,6 +68,10 @@ class LocalStack:
 
         self.pollers = start_pollers(moto=self.moto)  # the stack's stream consumers
         self._stoppers.append(self.pollers)
+        from tollgate.local.pollers import start_sweep
+
+        self.sweep = start_sweep()  # the stack's schedule: orphaned reservations
+        self._stoppers.append(self.sweep)
 
         from tollgate.local.gateway import LocalGateway, serve
         from tollgate.local.refusals import RefusalFeed
@@ -155,7 +159,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "the foreground until Ctrl-C. State lives in memory and is gone when it stops.",
         epilog="Environment: TOLLGATE_PORT (managed API, default 8080), TOLLGATE_AWS_PORT "
         "(embedded AWS endpoint, default 4566), TOLLGATE_LOG_LEVEL (default WARNING), "
-        "TOLLGATE_FAULTS (inject DynamoDB faults; docs/soak.md).",
+        "TOLLGATE_FAULTS (inject DynamoDB faults; docs/soak.md), TOLLGATE_SWEEP_EVERY_S "
+        "(the orphaned-reservation sweep's period, default 300).",
     )
     return parser.parse_args(argv)
 

@@ -543,3 +543,54 @@ def start_pollers(
         poll_interval_s=poll_interval_s,
         dead_letter_queues=dead_letter_queues,
     ).start()
+
+
+SWEEP_EVERY_ENV: Final = "TOLLGATE_SWEEP_EVERY_S"
+
+
+class Schedule:
+    """A scheduled function of the deployed stack, run locally by a timer thread: the same
+    handler, with an EventBridge-shaped event, every ``every_s`` seconds (the first run one
+    period after the start). A failing run is logged; the next one runs on time."""
+
+    def __init__(self, name: str, handler: str, every_s: float) -> None:
+        self.name, self.handler, self.every_s = name, handler, every_s
+        self.runs = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"schedule-{name}", daemon=True)
+
+    def start(self) -> Schedule:
+        self._thread.start()
+        return self
+
+    def run_once(self) -> Any:
+        module, _, attr = self.handler.rpartition(".")
+        handler: Handler = getattr(importlib.import_module(module), attr)
+        event = {
+            "source": "aws.events",
+            "detail-type": "Scheduled Event",
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "detail": {},
+        }
+        self.runs += 1
+        return handler(event, LambdaContext(self.name))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.run_once()
+            except Exception as exc:  # a run fails; the schedule keeps going (as in AWS)
+                logger.error("scheduled run failed", extra={"name": self.name, "error": str(exc)})
+
+    def __call__(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def start_sweep(every_s: float | None = None) -> Schedule:
+    """The reservation sweep (``infra/usage.py``: every 5 minutes in AWS; locally every
+    ``TOLLGATE_SWEEP_EVERY_S`` seconds, default 300)."""
+    import os
+
+    every = every_s if every_s is not None else float(os.environ.get(SWEEP_EVERY_ENV) or 300)
+    return Schedule("ReservationSweep", "functions.sweep.handler.handler", every).start()

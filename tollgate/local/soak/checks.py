@@ -132,10 +132,11 @@ class Checker:
         self.tenants = gate_views(self.tables, scan(self.tables.tenants), list(self.keys_by_id))
         self.events = list(scan(self.tables.usage))
         self.audit = list(scan(self.tables.audit))
-        self.not_written = {
-            str((r.get("event") or {}).get("request_id"))
+        self.lost_events = {
+            str((r.get("event") or {}).get("request_id")): dict(r.get("event") or {})
             for r in soak.capture.named("usage event not written")
         }
+        self.not_written = set(self.lost_events)
 
     # -- rows ------------------------------------------------------------------------------
     def info(self, group: str, name: str, value: Any, note: str = "", target: str = "") -> None:
@@ -334,8 +335,10 @@ class Checker:
         for rid in self.not_written:
             served, client = self.by_rid.get(rid), self.sent_by_rid.get(rid)
             if served is not None and client is not None:
-                lost_t[served.tenant_id] += client.tokens
-                lost_k[served.key_id] += client.tokens
+                # A client that cut its stream never saw the usage: the dead letter has it.
+                tokens = _tokens(self.lost_events[rid]) if client.cut else client.tokens
+                lost_t[served.tenant_id] += tokens
+                lost_k[served.key_id] += tokens
         used_t: Counter[str] = Counter()
         used_k: Counter[str] = Counter()
         for e in self.events:

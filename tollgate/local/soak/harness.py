@@ -323,6 +323,9 @@ class Soak:
         self._stoppers.append(self.github.close)
         os.environ["TOLLGATE_GITHUB_KEYS_URL"] = self.github.url
         os.environ.pop("TOLLGATE_EVENT_BUS", None)  # revocation events: logged, not sent
+        # Streams take a few ms per word, so a client that leaves after a few chunks
+        # leaves mid-stream (the API then reads the rest and bills it).
+        os.environ.setdefault("TOLLGATE_ECHO_CHUNK_DELAY_MS", "3")
 
         from tollgate.local import aws
         from tollgate.local.faults import trace_all_clients
@@ -709,6 +712,28 @@ class Soak:
                     stream.response.status_code,
                     request_id=stream.response.headers.get("x-amzn-requestid", ""),
                     tokens=tokens,
+                )
+            if action == "chat-stream-cut":
+                # The client goes away after a few chunks: it never sees the usage.
+                stream = client.chat.completions.create(
+                    model=ECHO,
+                    messages=self._prompt(rng, rng.randint(6, 14)),
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    extra_headers=draw,
+                )
+                keep = rng.randint(1, 3)
+                for i, _chunk in enumerate(stream):
+                    if i + 1 >= keep:
+                        break
+                stream.close()
+                return Sent(
+                    "sdk",
+                    info.label,
+                    action,
+                    stream.response.status_code,
+                    request_id=stream.response.headers.get("x-amzn-requestid", ""),
+                    cut=True,
                 )
             if action == "models":
                 raw = client.models.with_raw_response.list(extra_headers=draw)

@@ -72,6 +72,7 @@ class Sent:
     t1: float = 0.0
     tokens: int = 0  # prompt + completion reported to the client
     error: str = ""
+    cut: bool = False  # a stream the client closed after a few chunks (tokens unknown to it)
 
 
 @dataclass
@@ -196,6 +197,7 @@ KEY_WEIGHTS: Final = {
 SDK_ACTIONS: Final = {
     "chat": 40,
     "chat-stream": 6,
+    "chat-stream-cut": 4,
     "chat-paid-model": 4,
     "models": 12,
     "ft-list": 8,

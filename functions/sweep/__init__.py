@@ -1,0 +1,1 @@
+"""The reservation sweep: settles reservations orphaned by a killed Api function."""
