@@ -96,9 +96,10 @@ def run() -> Section:
         sec.add(
             "DynamoDB round trips per chat completion, authorizer + API",
             per_request,
-            baseline="authorizer alone: 1 (gate section)",
-            target="API share (reserve + usage event + settle) <= 3",
-            ok=per_request - 1 <= 3,
+            baseline="authorizer alone: 2 (gate section)",
+            target="API share <= 5: reserve, its marker for the orphan sweep, usage event, "
+            "settle, marker delete (docs/capacity.md)",
+            ok=per_request - 2 <= 5,
             note=", ".join(sorted(set(calls))),
         )
 
