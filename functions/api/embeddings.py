@@ -1,71 +1,97 @@
 """``POST /v1/embeddings``: one vector per input, counted as prompt tokens.
 
-``tollgate-echo`` returns a deterministic unit-length vector per input: SHAKE-256 of the
-input's UTF-8 bytes read as ``dimensions`` unsigned 32-bit integers, centred and scaled to
-length 1 (``dimensions`` defaults to 16). Its tokens are
-:func:`functions.api.tokens.count` of each input, so the reservation is exact. The
-entitlement rules are chat's (test keys: tollgate-echo only; a live key: the plan's
-models). Bedrock and upstream embedding models are not wired yet: a model the plan lists
-but that is not tollgate-echo is a 400 ``model_not_supported``.
+The model is routed like chat's (functions/api/providers/__init__.py) and the entitlement
+rules are chat's (test keys: tollgate-echo only; a live key: the plan's models). Each
+provider that makes embeddings implements
+:class:`functions.api.providers.EmbeddingProvider`:
+
+- ``tollgate-echo``: a deterministic unit-length vector per input
+  (functions/api/providers/echo.py), tokens counted exactly;
+- ``upstream:<model>``: the OpenAI-compatible upstream's ``/embeddings``
+  (functions/api/providers/upstream.py);
+- a Bedrock id: ``InvokeModel`` on an Amazon Titan text embeddings model, one call per
+  input (functions/api/providers/bedrock.py).
+
+A model its provider cannot embed with (a Bedrock chat model, say) is a 400
+``model_not_supported`` with an error event, before anything is reserved. Then, as for
+chat: reserve the provider's prompt upper bound for the inputs; call; write one usage event
+with the provider's reported prompt tokens and settle the reservation to them. A provider
+that refused before running (rejected, unavailable, unreachable) releases the reservation;
+any other failure (a timeout, an unreadable answer) or an answer without usage bills the
+upper bound, marked ``estimated``: never less than the provider may have billed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
-import struct
 from typing import Any, Final
 
-from functions.api import responses, tokens
+from functions.api import responses
 from functions.api.caller import Caller
-from functions.api.chat import forbid_for_test_key, marker, select_model
-from functions.api.errors import InvalidRequest
+from functions.api.chat import NOT_RUN, forbid_for_test_key, marker, select_model
+from functions.api.errors import ModelNotSupported
+from functions.api.providers import EmbeddingCall, EmbeddingProvider
+from functions.api.providers.echo import DEFAULT_DIMENSIONS, echo_vector
 from functions.api.schemas import EmbeddingsRequest
 from functions.api.services import Services
 from functions.api.usage import UsageRecorder, cost_micros
 
 OPERATION: Final = "embeddings.create"
-DEFAULT_DIMENSIONS: Final = 16
+
+__all__ = ["DEFAULT_DIMENSIONS", "OPERATION", "ModelNotSupported", "create", "echo_vector"]
 
 
-class ModelNotSupported(InvalidRequest):
-    code = "model_not_supported"
-
-
-def echo_vector(text: str, dimensions: int) -> list[float]:
-    """A deterministic vector of length 1 for ``text``."""
-    raw = hashlib.shake_256(text.encode("utf-8")).digest(4 * dimensions)
-    values = [v / 2**31 - 1.0 for v in struct.unpack(f"<{dimensions}I", raw)]
-    norm = math.sqrt(sum(v * v for v in values))
-    if norm == 0.0:
-        return [1.0] + [0.0] * (dimensions - 1)
-    return [v / norm for v in values]
-
-
-def create(services: Services, caller: Caller, request: EmbeddingsRequest) -> dict[str, Any]:
-    inputs = request.inputs
-    dimensions = request.dimensions or DEFAULT_DIMENSIONS
+def create(
+    services: Services, caller: Caller, request: EmbeddingsRequest, *, timeout_s: float = 25.0
+) -> dict[str, Any]:
+    inputs = tuple(request.inputs)
     with UsageRecorder(services.store, caller, OPERATION, model=request.model) as usage:
         forbid_for_test_key(caller, request.model)
         plan = services.plans.get(caller.plan)
         usage.plan = plan.name
         target = select_model(caller, plan, request.model)
-        if target.kind != "echo":
+        provider = services.providers.get(target.kind)
+        if not isinstance(provider, EmbeddingProvider):
             raise ModelNotSupported(
                 f"The model '{request.model}' cannot make embeddings here.", param="model"
             )
-        prompt = sum(tokens.count(text) for text in inputs)
+        provider.check_embedding_model(target.model)
+        bound = provider.embedding_upper_bound(inputs)
         reservation = services.budget.reserve(
             tenant_id=caller.tenant_id,
             key_id=caller.key_id,
             window=caller.window(),
-            prompt_tokens=prompt,
+            prompt_tokens=bound,
             max_tokens=0,
             flexible=False,
             marker=marker(caller, usage, plan),
         )
-        vectors = [echo_vector(text, dimensions) for text in inputs]
-        usage.ok(prompt, 0, cost_micros(prompt, 0, plan.price_prompt_micros_per_1k, 0))
+        call = EmbeddingCall(
+            model=target.model,
+            inputs=inputs,
+            dimensions=request.dimensions,
+            encoding_format=request.encoding_format,
+            timeout_s=timeout_s,
+        )
+        try:
+            result = provider.embed(call)
+        except Exception as exc:
+            if isinstance(exc, NOT_RUN):  # refused before running: release it all
+                usage.fail(exc)
+                usage.write()
+                services.budget.settle(reservation, 0)
+            else:  # it may have run: bill the upper bound, marked estimated
+                cost = cost_micros(bound, 0, plan.price_prompt_micros_per_1k, 0)
+                usage.fail_billed(exc, bound, 0, cost, estimated=True)
+                outcome = usage.write()
+                services.budget.settle(reservation, 0 if outcome == "duplicate" else bound)
+            raise
+        prompt = result.prompt_tokens
+        cost = cost_micros(prompt, 0, plan.price_prompt_micros_per_1k, 0)
+        if result.estimated:
+            usage.fail_billed(None, prompt, 0, cost, estimated=True)
+        else:
+            usage.ok(prompt, 0, cost)
         outcome = usage.write()
         services.budget.settle(reservation, 0 if outcome == "duplicate" else prompt)
+    vectors = [list(v) for v in result.vectors]
     return responses.embedding_list(request.model, vectors, prompt, request.encoding_format)

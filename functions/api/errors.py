@@ -60,6 +60,13 @@ class InvalidRequest(ApiError):
     default_message = "The request body is not valid."
 
 
+class ModelNotSupported(InvalidRequest):
+    """The model exists and the key may use it, but not for this operation (e.g. a chat
+    model asked for embeddings). Checked before anything is reserved."""
+
+    code = "model_not_supported"
+
+
 class ToolFailed(ApiError):
     """A tool ran and could not compute a result for valid input (e.g. division by zero)."""
 

@@ -250,7 +250,7 @@ def create_response() -> Response:
 @app.post("/v1/embeddings")
 def create_embeddings() -> Response:
     request = schemas.parse(schemas.EmbeddingsRequest, _body())
-    return _json(embeddings.create(services(), _caller(), request))
+    return _json(embeddings.create(services(), _caller(), request, timeout_s=_timeout_s()))
 
 
 @app.get("/v1/models/<model>")

@@ -4,7 +4,10 @@ does not emulate Bedrock's runtime) and an OpenAI-compatible upstream (a fake se
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -195,6 +198,8 @@ class FakeUpstream:
             resp = Response(json.dumps({"error": {"message": "bad key"}}), status=401)
         elif self.mode.isdigit():
             resp = Response(json.dumps({"error": {"message": "boom"}}), status=int(self.mode))
+        elif request.path.endswith("/embeddings"):
+            resp = Response(json.dumps(self._embeddings(body)), content_type="application/json")
         elif body.get("stream"):
             resp = Response(self._sse(body), content_type="text/event-stream")
         else:
@@ -218,6 +223,29 @@ class FakeUpstream:
                 answer["usage"] = {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
             resp = Response(json.dumps(answer), content_type="application/json")
         return resp(environ, start_response)
+
+    @staticmethod
+    def embedding(text: str, dimensions: int) -> list[float]:
+        """The fake's vector for ``text``: its length, then 0.5, 0.25, ..."""
+        return [float(len(text))] + [0.5**i for i in range(1, dimensions)]
+
+    def _embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One vector per input (listed in reverse: clients order by ``index``); base64 of
+        float32 when asked; usage: one token per byte (none in mode ``no_usage``)."""
+        dims = int(body.get("dimensions") or 4)
+        data = []
+        for i, text in enumerate(body["input"]):
+            vector: Any = self.embedding(text, dims)
+            if body.get("encoding_format") == "base64":
+                vector = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": vector})
+        answer: dict[str, Any] = {"object": "list", "data": data[::-1], "model": body["model"]}
+        if self.mode != "no_usage":
+            n = sum(len(t.encode()) for t in body["input"])
+            answer["usage"] = {"prompt_tokens": n, "total_tokens": n}
+        if self.mode == "short":
+            answer["data"] = data[:-1]
+        return answer
 
     WORDS = 6  # a streamed answer: six chunks
     STALL_AFTER = 3  # "stall" and "drop" stop after this many chunks
@@ -340,7 +368,7 @@ def test_upstream_failures_release_the_reservation(
     assert reply.error["code"] == code
     assert tenant_item(tables)["mtok"] == 0
     [item] = events_table(tables)
-    assert item["error_class"] == code
+    assert item.get("error_class") == code
 
 
 def test_upstream_timeout_bills_the_upper_bound_marked_estimated(
@@ -388,4 +416,171 @@ def test_upstream_secret_without_a_value_is_503(who: Who, tables: Any, moto_serv
     reply = chat(who, "x", model="upstream:gpt-4o-mini", max_tokens=10)
     assert reply.status == 503 and reply.error["code"] == "model_unavailable"
     assert "Xq9" not in reply.text
+    assert tenant_item(tables)["mtok"] == 0
+
+
+# -- embeddings ----------------------------------------------------------------------------
+TITAN = "amazon.titan-embed-text-v2:0"
+
+
+def embed(who: Who, model: str, inputs: Any, **extra: Any) -> Any:
+    return call(event("POST", "/v1/embeddings", who, body={"model": model, "input": inputs,
+                                                           **extra}))  # fmt: skip
+
+
+@pytest.fixture
+def embed_who(dynamodb: Any) -> Who:
+    plan = make_plan(models=[*MODELS, TITAN, "upstream:text-embedding-3-small"],
+                     price_prompt_micros_per_1k=3000)  # fmt: skip
+    make_tenant("acme", plan, tokens_per_month=100_000)
+    return who_for("acme", make_key("acme"))
+
+
+def titan_response(vector: list[float], count: int) -> dict[str, Any]:
+    from botocore.response import StreamingBody
+
+    raw = json.dumps({"embedding": vector, "inputTextTokenCount": count}).encode()
+    return {"body": StreamingBody(io.BytesIO(raw), len(raw)), "contentType": "application/json"}
+
+
+def titan_params(text: str, **body: Any) -> dict[str, Any]:
+    return {
+        "modelId": TITAN,
+        "body": json.dumps({"inputText": text, **body}).encode(),
+        "contentType": "application/json",
+        "accept": "application/json",
+    }
+
+
+def test_bedrock_titan_embeddings_one_call_per_input_billed_as_reported(
+    embed_who: Who, bedrock: Any, tables: Any
+) -> None:
+    bedrock.add_response(
+        "invoke_model",
+        titan_response([0.6, 0.8], 3),
+        expected_params=titan_params("hello", dimensions=256, normalize=True),
+    )
+    bedrock.add_response("invoke_model", titan_response([1.0, 0.0], 5),
+                         expected_params=titan_params("big world", dimensions=256,
+                                                      normalize=True))  # fmt: skip
+    reply = embed(embed_who, TITAN, ["hello", "big world"], dimensions=256)
+    assert reply.status == 200, reply.text
+    out = reply.json
+    assert [d["embedding"] for d in out["data"]] == [[0.6, 0.8], [1.0, 0.0]]
+    assert [d["index"] for d in out["data"]] == [0, 1]
+    assert out["model"] == TITAN
+    assert out["usage"] == {"prompt_tokens": 8, "total_tokens": 8}
+    [item] = events_table(tables)
+    assert (item["operation"], item["status"]) == ("embeddings.create", "ok")
+    assert (item["prompt_tokens"], item["completion_tokens"]) == (8, 0)
+    assert item["cost_micros"] == 24 and "estimated" not in item  # 8 * 3000 / 1000
+    assert tenant_item(tables)["mtok"] == 8
+
+
+def test_bedrock_titan_embeddings_base64_without_dimensions(embed_who: Who, bedrock: Any) -> None:
+    bedrock.add_response("invoke_model", titan_response([0.5, -0.25], 1),
+                         expected_params=titan_params("x", normalize=True))  # fmt: skip
+    reply = embed(embed_who, TITAN, "x", encoding_format="base64")
+    assert reply.status == 200, reply.text
+    raw = base64.b64decode(reply.json["data"][0]["embedding"])
+    assert struct.unpack("<2f", raw) == (0.5, -0.25)
+
+
+def test_bedrock_chat_model_cannot_embed_400_nothing_reserved(
+    embed_who: Who, bedrock: Any, tables: Any
+) -> None:
+    reply = embed(embed_who, f"bedrock:{CLAUDE}", "x")
+    assert reply.status == 400, reply.text
+    assert reply.error["code"] == "model_not_supported" and reply.error["param"] == "model"
+    assert "Titan" in reply.error["message"]
+    [item] = events_table(tables)
+    assert item["error_class"] == "model_not_supported" and item["prompt_tokens"] == 0
+    assert tenant_item(tables)["mtok"] == 0
+
+
+@pytest.mark.parametrize(
+    ("first_ok", "code", "http", "status", "error", "billed"),
+    [
+        (False, "ThrottlingException", 429, 503, "model_unavailable", False),
+        (False, "ModelTimeoutException", 408, 504, "provider_timeout", True),
+        (True, "ThrottlingException", 429, 502, "provider_error", True),  # input 1 ran
+    ],
+)
+def test_bedrock_embeddings_errors_release_or_bill_the_upper_bound(
+    embed_who: Who, bedrock: Any, tables: Any, first_ok: bool, code: str, http: int,
+    status: int, error: str, billed: bool,
+) -> None:  # fmt: skip
+    if first_ok:
+        bedrock.add_response("invoke_model", titan_response([1.0], 2))
+    bedrock.add_client_error(
+        "invoke_model", service_error_code=code, service_message="nope", http_status_code=http
+    )
+    reply = embed(embed_who, TITAN, ["ab", "cd"])
+    assert reply.status == status, reply.text
+    assert reply.error["code"] == error
+    [item] = events_table(tables)
+    assert item["error_class"] == error
+    if billed:  # the upper bound: the template, 2 bytes per input and per-message tokens
+        assert item["estimated"] is True and item["prompt_tokens"] == 32 + 2 * (2 + 16)
+        assert tenant_item(tables)["mtok"] == item["prompt_tokens"]
+    else:
+        assert "estimated" not in item and tenant_item(tables)["mtok"] == 0
+
+
+@pytest.mark.parametrize("encoding", ["float", "base64"])
+def test_upstream_embeddings_pass_the_request_and_bill_reported_tokens(
+    embed_who: Who, upstream: FakeUpstream, tables: Any, encoding: str
+) -> None:
+    _with_upstream(_secret(upstream), [])
+    model = "upstream:text-embedding-3-small"
+    reply = embed(embed_who, model, ["hello", "hi"], dimensions=3, encoding_format=encoding)
+    assert reply.status == 200, reply.text
+    [sent] = upstream.requests
+    assert sent["path"] == "/v1/embeddings" and sent["auth"] == "Bearer sk-upstream-1"
+    assert sent["body"] == {"model": "text-embedding-3-small", "input": ["hello", "hi"],
+                            "dimensions": 3, "encoding_format": encoding}  # fmt: skip
+    got = [d["embedding"] for d in reply.json["data"]]
+    if encoding == "base64":
+        got = [list(struct.unpack("<3f", base64.b64decode(g))) for g in got]
+    assert got == [FakeUpstream.embedding("hello", 3), FakeUpstream.embedding("hi", 3)]
+    assert reply.json["usage"] == {"prompt_tokens": 7, "total_tokens": 7}
+    [item] = events_table(tables)
+    assert item["model"] == model and item["prompt_tokens"] == 7 and "estimated" not in item
+    assert tenant_item(tables)["mtok"] == 7
+
+
+@pytest.mark.parametrize(
+    ("mode", "status", "code", "billed"),
+    [
+        ("no_usage", 200, None, True),
+        ("short", 502, "provider_error", True),  # one vector missing: unreadable
+        ("400", 400, "model_rejected_request", False),
+        ("503", 503, "model_unavailable", False),
+    ],
+)
+def test_upstream_embeddings_failures_release_or_bill_the_upper_bound(
+    embed_who: Who, upstream: FakeUpstream, tables: Any, mode: str, status: int,
+    code: str | None, billed: bool,
+) -> None:  # fmt: skip
+    _with_upstream(_secret(upstream), [])
+    upstream.mode = mode
+    reply = embed(embed_who, "upstream:text-embedding-3-small", ["abc", "de"])
+    assert reply.status == status, reply.text
+    [item] = events_table(tables)
+    assert item.get("error_class") == code
+    bound = 32 + (3 + 16) + (2 + 16)
+    if billed:
+        assert item["estimated"] is True and item["prompt_tokens"] == bound
+        assert tenant_item(tables)["mtok"] == bound
+    else:
+        assert "estimated" not in item and tenant_item(tables)["mtok"] == 0
+    if mode == "no_usage":
+        assert reply.json["usage"]["prompt_tokens"] == bound
+
+
+def test_test_key_cannot_embed_with_a_real_provider(embed_who: Who, tables: Any) -> None:
+    test_who = Who(**{**embed_who.__dict__, "environment": "test"})
+    for model in (TITAN, "upstream:text-embedding-3-small"):
+        reply = embed(test_who, model, "x")
+        assert reply.status == 403 and reply.error["code"] == "model_not_allowed_for_test_key"
     assert tenant_item(tables)["mtok"] == 0

@@ -21,7 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from functions.api.providers.base import ChatMessage, Completion, Delta, ModelCall, Provider
+from functions.api.providers.base import (
+    ChatMessage,
+    Completion,
+    Delta,
+    EmbeddingCall,
+    EmbeddingProvider,
+    Embeddings,
+    ModelCall,
+    Provider,
+)
 from functions.api.providers.echo import ECHO_MODEL, EchoProvider
 
 BEDROCK_PREFIX: Final = "bedrock:"
@@ -36,6 +45,9 @@ __all__ = [
     "ChatMessage",
     "Completion",
     "Delta",
+    "EmbeddingCall",
+    "EmbeddingProvider",
+    "Embeddings",
     "ModelCall",
     "Provider",
     "Providers",

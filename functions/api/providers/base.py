@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,40 @@ class Delta:
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class EmbeddingCall:
+    model: str  # the provider's own model id (routing prefix removed)
+    inputs: tuple[str, ...]
+    dimensions: int | None = None  # None: the model's default
+    encoding_format: str = "float"  # float | base64: how the provider may send the vectors
+    timeout_s: float = 25.0
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """One vector per input, in order, and the prompt tokens the provider reported
+    (``estimated``: it reported none, so ``prompt_tokens`` is the upper bound reserved)."""
+
+    vectors: tuple[tuple[float, ...], ...]
+    prompt_tokens: int
+    estimated: bool = False
+
+
+@runtime_checkable
+class EmbeddingProvider(Protocol):
+    """A back end that makes embeddings. ``embed`` raises only ApiError subclasses; a model
+    the provider cannot embed with is :class:`functions.api.errors.ModelNotSupported`
+    (raised by ``check_embedding_model`` before anything is reserved)."""
+
+    def embedding_upper_bound(self, inputs: tuple[str, ...]) -> int:
+        """At least the prompt tokens the model will report for ``inputs``."""
+        ...
+
+    def check_embedding_model(self, model: str) -> None: ...
+
+    def embed(self, call: EmbeddingCall) -> Embeddings: ...
 
 
 class Provider(Protocol):

@@ -12,10 +12,19 @@ Streamed calls use ``ConverseStream`` (authorised by ``bedrock:InvokeModelWithRe
 ``metadata`` event Bedrock's own usage. An error event in the stream, a read timeout or a
 stream that ends without ``metadata`` raises while iterating; the caller then bills the
 reservation's upper bound.
+
+Embeddings use ``InvokeModel`` on an Amazon Titan text embeddings model
+(``amazon.titan-embed-text-v2:0``, ``amazon.titan-embed-text-v1``; any other model is a 400
+``model_not_supported``), one call per input: body ``{"inputText", "dimensions",
+"normalize": true}`` (v1 takes ``inputText`` only), answer ``embedding`` and
+``inputTextTokenCount`` (summed over the inputs). A failure after some inputs were embedded
+is a :class:`ProviderError` (those calls ran, so the caller bills the upper bound).
 """
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
@@ -23,13 +32,21 @@ from typing import Any, Final
 from functions.api import tokens
 from functions.api.errors import (
     ApiError,
+    ModelNotSupported,
     ModelUnavailable,
     ProviderError,
     ProviderRejected,
     ProviderTimeout,
     ProviderUnreachable,
 )
-from functions.api.providers.base import ChatMessage, Completion, Delta, ModelCall
+from functions.api.providers.base import (
+    ChatMessage,
+    Completion,
+    Delta,
+    EmbeddingCall,
+    Embeddings,
+    ModelCall,
+)
 
 SYSTEM_ROLES: Final = frozenset({"system", "developer"})
 _FINISH: Final = {
@@ -43,6 +60,36 @@ _UNAVAILABLE: Final = frozenset(
     {"ThrottlingException", "ServiceUnavailableException", "ModelNotReadyException",
      "InternalServerException", "ServiceQuotaExceededException"}
 )  # fmt: skip
+
+
+TITAN_EMBED: Final = re.compile(r"^(?:[a-z]{2,4}\.)?amazon\.titan-embed-text-v(\d+)\b")
+
+
+def titan_request(model: str, text: str, dimensions: int | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"inputText": text}
+    version = TITAN_EMBED.match(model)
+    if version is not None and version.group(1) != "1":  # v1 takes inputText only
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        body["normalize"] = True
+    return {
+        "modelId": model,
+        "body": json.dumps(body).encode("utf-8"),
+        "contentType": "application/json",
+        "accept": "application/json",
+    }
+
+
+def parse_titan(response: dict[str, Any]) -> tuple[tuple[float, ...], int]:
+    try:
+        data = json.loads(response["body"].read())
+        vector = tuple(float(v) for v in data["embedding"])
+        count = max(int(data["inputTextTokenCount"]), 0)
+        if not vector:
+            raise ValueError
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ProviderError("Bedrock sent embeddings Tollgate cannot read.") from None
+    return vector, count
 
 
 def default_client(region: str | None, timeout_s: float) -> Any:
@@ -182,6 +229,35 @@ class BedrockProvider:
 
     def stream(self, call: ModelCall) -> Iterator[Delta]:
         return parse_stream(_events(self._send("converse_stream", converse_request(call))))
+
+    def embedding_upper_bound(self, inputs: tuple[str, ...]) -> int:
+        return tokens.prompt_upper_bound(inputs)
+
+    def check_embedding_model(self, model: str) -> None:
+        if not TITAN_EMBED.match(model):
+            raise ModelNotSupported(
+                f"The Bedrock model '{model}' cannot make embeddings here "
+                "(Amazon Titan text embeddings models can).",
+                param="model",
+            )
+
+    def embed(self, call: EmbeddingCall) -> Embeddings:
+        vectors: list[tuple[float, ...]] = []
+        prompt = 0
+        for text in call.inputs:
+            request = titan_request(call.model, text, call.dimensions)
+            try:
+                vector, count = parse_titan(self._send("invoke_model", request))
+            except ApiError as exc:
+                if not vectors:
+                    raise
+                raise ProviderError(
+                    f"Bedrock failed after {len(vectors)} of {len(call.inputs)} inputs "
+                    f"({exc.error_code})."
+                ) from None
+            vectors.append(vector)
+            prompt += count
+        return Embeddings(tuple(vectors), prompt)
 
     def _send(self, operation: str, request: dict[str, Any]) -> Any:
         from botocore.exceptions import (

@@ -12,12 +12,21 @@ the upstream's last chunk carries its own usage (what it bills); a stream that t
 is cut before ``[DONE]`` or holds a chunk Tollgate cannot read raises
 :class:`ProviderTimeout` / :class:`ProviderError` while being iterated, and the caller bills
 the reservation's upper bound.
+
+Embeddings (``POST /v1/embeddings``) go to ``{base_url}/embeddings`` with the same key:
+``model``, ``input`` (always a list), ``dimensions`` when asked and ``encoding_format``;
+the answer's ``data[].embedding`` (floats, or base64 of little-endian float32) in
+``index`` order and ``usage.prompt_tokens``. Without usage, the reservation's upper bound
+is billed, marked estimated.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import http.client
 import json
+import struct
 import threading
 import time
 import urllib.error
@@ -35,7 +44,14 @@ from functions.api.errors import (
     ProviderTimeout,
     ProviderUnreachable,
 )
-from functions.api.providers.base import ChatMessage, Completion, Delta, ModelCall
+from functions.api.providers.base import (
+    ChatMessage,
+    Completion,
+    Delta,
+    EmbeddingCall,
+    Embeddings,
+    ModelCall,
+)
 
 USER_AGENT = "tollgate/0.1"
 _FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
@@ -192,6 +208,45 @@ def sse_events(resp: Any) -> Iterator[Delta]:
     raise ProviderError("The upstream's stream ended before it was complete.")
 
 
+def embeddings_body(call: EmbeddingCall) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": call.model,
+        "input": list(call.inputs),
+        "encoding_format": call.encoding_format,
+    }
+    if call.dimensions is not None:
+        body["dimensions"] = call.dimensions
+    return body
+
+
+def _vector(value: Any) -> tuple[float, ...]:
+    if isinstance(value, str):  # base64 of little-endian float32
+        raw = base64.b64decode(value, validate=True)
+        if not raw or len(raw) % 4:
+            raise ValueError
+        return struct.unpack(f"<{len(raw) // 4}f", raw)
+    if not isinstance(value, list) or not value:
+        raise TypeError
+    return tuple(float(v) for v in value)
+
+
+def parse_embeddings(data: Any, call: EmbeddingCall, upper_bound: int) -> Embeddings:
+    """The upstream's ``list`` of embeddings, one per input in order (ProviderError if
+    unreadable or not one per input); without usage, ``upper_bound`` marked estimated."""
+    try:
+        items = sorted(data["data"], key=lambda d: int(d["index"]))
+        vectors = tuple(_vector(d["embedding"]) for d in items)
+        if [int(d["index"]) for d in items] != list(range(len(call.inputs))):
+            raise ValueError
+    except (KeyError, TypeError, ValueError, AttributeError, binascii.Error, struct.error):
+        raise ProviderError("The upstream sent embeddings Tollgate cannot read.") from None
+    try:
+        prompt = max(int(data["usage"]["prompt_tokens"]), 0)
+    except (KeyError, TypeError, ValueError):
+        return Embeddings(vectors, upper_bound, estimated=True)
+    return Embeddings(vectors, prompt)
+
+
 class UpstreamProvider:
     kind = "upstream"
 
@@ -202,24 +257,43 @@ class UpstreamProvider:
         return tokens.prompt_upper_bound(m.text for m in messages)
 
     def complete(self, call: ModelCall) -> Completion:
-        resp = self._open(request_body(call), call.timeout_s, "application/json")
+        data = self._read_json(self._open(request_body(call), call.timeout_s, "application/json"))
+        return parse_response(data, call)
+
+    def embedding_upper_bound(self, inputs: tuple[str, ...]) -> int:
+        return tokens.prompt_upper_bound(inputs)
+
+    def check_embedding_model(self, model: str) -> None:
+        """Any model: the upstream itself refuses one it cannot embed with (400)."""
+
+    def embed(self, call: EmbeddingCall) -> Embeddings:
+        resp = self._open(
+            embeddings_body(call), call.timeout_s, "application/json", path="/embeddings"
+        )
+        return parse_embeddings(
+            self._read_json(resp), call, self.embedding_upper_bound(call.inputs)
+        )
+
+    @staticmethod
+    def _read_json(resp: Any) -> Any:
         try:
             with resp:
-                data = json.loads(resp.read())
+                return json.loads(resp.read())
         except TimeoutError:
             raise ProviderTimeout() from None
         except (ValueError, OSError, http.client.HTTPException):
             raise ProviderError("The upstream sent an answer Tollgate cannot read.") from None
-        return parse_response(data, call)
 
     def stream(self, call: ModelCall) -> Iterator[Delta]:
         resp = self._open(request_body(call, stream=True), call.timeout_s, "text/event-stream")
         return sse_events(resp)
 
-    def _open(self, body: dict[str, Any], timeout_s: float, accept: str) -> Any:
+    def _open(
+        self, body: dict[str, Any], timeout_s: float, accept: str, path: str = "/chat/completions"
+    ) -> Any:
         """Send the request; the open response, or the typed error of a refusal."""
         secret = self._secret.get()
-        url = secret.base_url.rstrip("/") + "/chat/completions"
+        url = secret.base_url.rstrip("/") + path
         req = urllib.request.Request(  # noqa: S310 - an http(s) URL the operator configured
             url,
             data=json.dumps(body).encode("utf-8"),
