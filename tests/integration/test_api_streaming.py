@@ -293,6 +293,26 @@ def test_sdk_sees_a_mid_stream_failure_as_an_error(
     assert item["estimated"] is True and item["completion_tokens"] == 10
 
 
+def test_sdk_embeddings_through_the_upstream(
+    gateway: str, upstream: FakeUpstream, tables: Any
+) -> None:
+    """The SDK asks for base64 by default and decodes it; both encodings reach the client
+    as the upstream's vectors, billed on the upstream's reported prompt tokens."""
+    _with_upstream(_secret(upstream), [])
+    client = sdk(gateway)
+    out = client.embeddings.create(model=UPSTREAM, input=["hello", "hi"], dimensions=3)
+    assert upstream.requests[-1]["body"]["encoding_format"] == "base64"
+    assert [d.embedding for d in out.data] == [FakeUpstream.embedding("hello", 3),
+                                               FakeUpstream.embedding("hi", 3)]  # fmt: skip
+    assert out.usage.prompt_tokens == 7 and out.model == UPSTREAM
+    floats = client.embeddings.create(model=UPSTREAM, input="abc", encoding_format="float")
+    assert floats.data[0].embedding == FakeUpstream.embedding("abc", 4)
+    items = events_table(tables)
+    assert sorted(e["prompt_tokens"] for e in items) == [3, 7]
+    assert {e["operation"] for e in items} == {"embeddings.create"}
+    assert tenant_item(tables)["mtok"] == 10
+
+
 # -- Bedrock ConverseStream ------------------------------------------------------------------
 RECORDED = [  # the shapes botocore's EventStream yields for ConverseStream
     {"messageStart": {"role": "assistant"}},
