@@ -151,8 +151,10 @@ class Api(Construct):
                 },
                 statements=[
                     iam.PolicyStatement(
-                        # Converse is authorised by bedrock:InvokeModel, ConverseStream by
-                        # bedrock:InvokeModelWithResponseStream.
+                        # Converse and InvokeModel (Titan embeddings) are authorised by
+                        # bedrock:InvokeModel, ConverseStream by
+                        # bedrock:InvokeModelWithResponseStream; only the models listed in
+                        # the bedrock_models context (an embeddings model too, if used).
                         actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
                         resources=[
                             stack.format_arn(

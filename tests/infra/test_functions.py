@@ -12,7 +12,7 @@ import pytest
 from functions.common.config import TABLE_ENV
 from infra.functions import RUNTIME_PROVIDED, FunctionSpec, PipBundler, remove_distributions
 from tests.infra.cfn import grants, of_type, ref, role_statements
-from tests.infra.conftest import Synth
+from tests.infra.conftest import Synth, synthesise
 
 TABLE_BY_ENV = {v: k for k, v in TABLE_ENV.items()}
 
@@ -121,6 +121,25 @@ def test_authorizer_role_exactly_secrets_and_the_gate(dev: Synth) -> None:
         "kms:Decrypt",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
+    }
+
+
+def test_api_role_may_invoke_a_listed_embeddings_model(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Titan embeddings go through InvokeModel: listing the model in ``bedrock_models``
+    is all it takes, and only the listed models are granted."""
+    titan = "amazon.titan-embed-text-v2:0"
+    out = synthesise(
+        tmp_path_factory.mktemp("cdk-titan"),
+        env_name="dev",
+        bedrock_models=f"anthropic.claude-3-haiku-20240307-v1:0,{titan}",
+    )
+    pairs = all_grants(out, function_named(out, "ApiFunctionName"))
+    arn = "arn:<AWS::Partition>:bedrock:<AWS::Region>::foundation-model/"
+    assert {r for a, r in pairs if a == "bedrock:InvokeModel"} == {
+        arn + "anthropic.claude-3-haiku-20240307-v1:0",
+        arn + titan,
     }
 
 

@@ -114,3 +114,54 @@ def test_providers_are_built_once() -> None:
     assert providers.get("bedrock") is providers.get("bedrock")
     assert built == [1]
     assert providers.get("echo").kind == "echo"
+
+
+# -- embeddings ------------------------------------------------------------------------------
+def test_titan_request_v2_has_dimensions_and_normalize_v1_only_the_text() -> None:
+    import json
+
+    from functions.api.providers.bedrock import titan_request
+
+    v2 = titan_request("amazon.titan-embed-text-v2:0", "hi", 256)
+    assert json.loads(v2["body"]) == {"inputText": "hi", "dimensions": 256, "normalize": True}
+    assert json.loads(titan_request("amazon.titan-embed-text-v1", "hi", 256)["body"]) == {
+        "inputText": "hi"
+    }
+
+
+@pytest.mark.parametrize(
+    ("model", "ok"),
+    [
+        ("amazon.titan-embed-text-v2:0", True),
+        ("amazon.titan-embed-text-v1", True),
+        ("anthropic.claude-3-haiku-20240307-v1:0", False),
+        ("amazon.titan-text-express-v1", False),
+    ],
+)
+def test_only_titan_text_embeddings_models_embed_on_bedrock(model: str, ok: bool) -> None:
+    from functions.api.errors import ModelNotSupported
+
+    provider = BedrockProvider(lambda: None)
+    if ok:
+        provider.check_embedding_model(model)
+    else:
+        with pytest.raises(ModelNotSupported):
+            provider.check_embedding_model(model)
+
+
+def test_upstream_embeddings_parse_in_index_order_and_refuse_a_missing_vector() -> None:
+    from functions.api.providers.base import EmbeddingCall
+    from functions.api.providers.upstream import parse_embeddings
+
+    call = EmbeddingCall(model="m", inputs=("a", "b"))
+    data: dict[str, Any] = {
+        "data": [{"index": 1, "embedding": [2.0]}, {"index": 0, "embedding": "AACAPw=="}],
+        "usage": {"prompt_tokens": 2},
+    }
+    out = parse_embeddings(data, call, upper_bound=99)
+    assert out.vectors == ((1.0,), (2.0,)) and out.prompt_tokens == 2 and not out.estimated
+    del data["usage"]
+    assert parse_embeddings(data, call, upper_bound=99).prompt_tokens == 99
+    assert parse_embeddings(data, call, upper_bound=99).estimated
+    with pytest.raises(ProviderError):
+        parse_embeddings({"data": data["data"][:1]}, call, upper_bound=99)

@@ -18,7 +18,8 @@ Embeddings use ``InvokeModel`` on an Amazon Titan text embeddings model
 ``model_not_supported``), one call per input: body ``{"inputText", "dimensions",
 "normalize": true}`` (v1 takes ``inputText`` only), answer ``embedding`` and
 ``inputTextTokenCount`` (summed over the inputs). A failure after some inputs were embedded
-is a :class:`ProviderError` (those calls ran, so the caller bills the upper bound).
+is a :class:`ProviderError`, and no further call starts once ``timeout_s`` has passed
+(:class:`ProviderTimeout`): those calls ran, so the caller bills the upper bound.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
@@ -244,7 +246,10 @@ class BedrockProvider:
     def embed(self, call: EmbeddingCall) -> Embeddings:
         vectors: list[tuple[float, ...]] = []
         prompt = 0
+        deadline = time.monotonic() + call.timeout_s
         for text in call.inputs:
+            if vectors and time.monotonic() > deadline:  # no new call past the time limit
+                raise ProviderTimeout()
             request = titan_request(call.model, text, call.dimensions)
             try:
                 vector, count = parse_titan(self._send("invoke_model", request))
