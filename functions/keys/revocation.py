@@ -129,10 +129,11 @@ class RevocationMixin(AuditMixin):
         actor: str,
         evidence: Mapping[str, Any] | None = None,
     ) -> bool:
-        """Suspend an active key (the spike detector's action). Returns False, writing
-        nothing, if the key is not active any more (already suspended or revoked), so a
-        retried or replayed detection is harmless. Does not cascade: the authorizer refuses
-        a delegated key whose parent is not active.
+        """Suspend an active key (the spike detector's action) and, for a parent, its
+        children. Returns False, writing nothing, if the key is not active any more (already
+        suspended or revoked), so a retried or replayed detection is harmless -- except that
+        a suspension an earlier attempt wrote only to the gate (it failed before the ``Key``
+        record) is finished: the cascade, the record and the audit are written then.
         """
         rules.key_id(key_id)
         why = rules.reason(reason)
@@ -141,7 +142,10 @@ class RevocationMixin(AuditMixin):
         if not gate.set_status(
             self.gate_table, key_id, key.parent_key_id, SUSPENDED, only_from=ACTIVE
         ):
-            return False
+            entry = gate.get_key_item(self.gate_table, key_id, key.parent_key_id)
+            unfinished = (entry or {}).get(gate_items.STATUS) == SUSPENDED and key.status == ACTIVE
+            if not unfinished:
+                return False
         if key.parent_key_id is None:  # its children stop with it (and resume with it)
             gate.cascade(self.gate_table, key_id, SUSPENDED, self.now())
         key.update(actions=[Key.status.set(SUSPENDED), Key.status_reason.set(why)])

@@ -444,6 +444,23 @@ def test_suspend_then_reinstate(cli: Run, key: dict[str, Any]) -> None:
     assert rows[1]["details"]["evidence"] == evidence and rows[1]["actor"] == "detector"
 
 
+def test_a_suspension_interrupted_after_the_gate_is_finished_by_the_retry(
+    cli: Run, key: dict[str, Any]
+) -> None:
+    """Found by the soak: an attempt that suspended the gate item and then failed (DynamoDB)
+    left the Key record active, the children running and no audit record, and its retry
+    returned "already suspended". The retry now finishes it."""
+    child = cli("keys", "delegate", key["key_id"], "--principal", "agent").ok().json
+    gate_support.set_key("acme", key["key_id"], s="suspended")  # attempt 1 got this far
+    service = KeyService()
+    assert service.suspend(key["key_id"], reason="spike", actor="detector")
+    assert cli("keys", "show", key["key_id"]).ok().json["status"] == "suspended"
+    assert entry("acme", child["key_id"]).get("ps") == "suspended"
+    actions = [r["action"] for r in cli("audit", "--key", key["key_id"]).ok().json]
+    assert actions == ["key.created", "key.suspended"]
+    assert not service.suspend(key["key_id"], reason="spike", actor="detector")  # now done
+
+
 def test_human_reinstate(cli: Run, key: dict[str, Any]) -> None:
     KeyService().suspend(key["key_id"], reason="spike", actor="detector")
     out = cli("keys", "reinstate", key["key_id"], "--reason", "ok", json=False).ok().out

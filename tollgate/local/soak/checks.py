@@ -305,7 +305,15 @@ class Checker:
             excess = counter - ledger
             allowed = excess if self.ambiguous else self.lost_gate[tenant_id]
             if excess < 0 or excess > allowed:
-                off.append(f"{tenant_id}: counter {counter}, admitted {ledger}")
+                # which requests the gate counted without their answer being an admission
+                counted_not_admitted = [
+                    f"{s.request_id} ({s.auth} {s.status} {s.code})".strip()
+                    for s in self.served
+                    if s.counted and s.auth != "allow" and s.tenant_id == tenant_id
+                ]  # fmt: skip
+                detail = "; counted, not admitted: " + ", ".join(counted_not_admitted[:3])
+                off.append(f"{tenant_id}: counter {counter}, admitted {ledger}"
+                           + (detail if counted_not_admitted else ""))  # fmt: skip
         refused = self.refusals.get("429 quota_exceeded", 0)
         self.info(
             "2 counters",

@@ -279,6 +279,7 @@ def recording_gateway(
                 failure=state.failure,
             )
             item = state.item
+            served.counted = item is not None
             if item is not None and served.auth == "allow":
                 entry, shard = item  # the key item and the counter shard, as written
                 served.minute = int(entry["w"]) if "w" in entry else None

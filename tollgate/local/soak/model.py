@@ -97,6 +97,7 @@ class Served:
     openai_body: bool = True  # an error answer has the OpenAI error body
     traceback: bool = False
     failure: str = ""  # what the function raised when it failed (API Gateway logs it)
+    counted: bool = False  # the gate's shard write counted it (whatever the answer was)
 
 
 @dataclass
