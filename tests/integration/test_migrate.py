@@ -64,9 +64,15 @@ def run(dry_run: bool = False) -> dict[str, Any]:
     ).as_dict()  # fmt: skip
 
 
+# The fixture's clock: it was written at ``written_at``, so "now" in these checks is a minute
+# later, whatever today's date (a rotated key's 2 h grace and the month the counters belong
+# to are fixed in the fixture; the wall clock would make the verdicts depend on the day).
+WRITTEN_AT = float(FIXTURE["written_at"])
+
+
 def verdict(s: str, now: float | None = None) -> str:
     event = APIGatewayAuthorizerRequestEvent(request_event(CHAT, {"x-api-key": s}))
-    decision, _ = handler.decide(event, time.time() if now is None else now)
+    decision, _ = handler.decide(event, WRITTEN_AT + 60 if now is None else now)
     return "allow" if decision.admitted else decision.code
 
 
@@ -92,7 +98,7 @@ def test_every_key_keeps_its_verdict_and_every_counter_is_carried(v010: Any) -> 
     assert verdict(secret("active")) == "allow"
     assert verdict(secret("rotated_new")) == "allow"
     assert verdict(secret("rotated_old")) == "allow"  # still in its 2 h grace
-    assert verdict(secret("rotated_old"), now=time.time() + 3 * 3600) == "invalid_api_key"
+    assert verdict(secret("rotated_old"), now=WRITTEN_AT + 3 * 3600) == "invalid_api_key"
     assert verdict(secret("suspended")) == "key_suspended"
     assert verdict(secret("revoked")) == "key_revoked"
     assert verdict(secret("child")) == "allow"
