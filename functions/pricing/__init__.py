@@ -1,0 +1,1 @@
+"""Money: prices per model and exact costs in integer micro-dollars (``money``)."""
