@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functions.api.budget import Budget
 from functions.api.config import ApiSettings
 from functions.api.plans import PlanCache
+from functions.api.prices import Prices
 from functions.api.providers import Providers
 from functions.api.providers.bedrock import BedrockProvider, default_client
 from functions.api.providers.echo import EchoProvider
@@ -21,6 +22,7 @@ class Services:
     plans: PlanCache
     budget: Budget
     providers: Providers
+    prices: Prices
 
     @classmethod
     def build(cls, settings: ApiSettings | None = None) -> Services:
@@ -37,4 +39,4 @@ class Services:
                 "echo": lambda: EchoProvider(settings.echo_chunk_delay_ms / 1000),
             }
         )
-        return cls(settings, store, PlanCache(store), Budget(store), providers)
+        return cls(settings, store, PlanCache(store), Budget(store), providers, Prices(store))
