@@ -34,6 +34,7 @@ from functions.api.errors import InvalidRequest, ToolFailed, ToolNotAllowed, Too
 from functions.api.schemas import ToolCall, parse_object
 from functions.api.services import Services
 from functions.api.usage import UsageRecorder
+from functions.pricing.catalogue import UNKNOWN
 
 OPERATION: Final = "tools.invoke"
 TOOL_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -215,7 +216,9 @@ def parse_arguments(tool: Tool, call: ToolCall) -> _Args:
 def invoke(services: Services, caller: Caller, name: str, call: ToolCall) -> dict[str, Any]:
     tool = TOOLS.get(name)
     args = parse_arguments(tool, call) if tool else None  # 400: nothing recorded
-    model = f"tool:{name}" if TOOL_NAME.match(name) else "tool:?"
+    # Only a tool that exists names the event's model; any other name a caller sends is
+    # recorded as ``unknown`` (invoice integrity, functions/usage/logic.py).
+    model = f"tool:{name}" if tool is not None else UNKNOWN
     with UsageRecorder(services.store, caller, OPERATION, model=model) as usage:
         if tool is None:
             raise ToolNotFound(f"No tool named '{name[:64]}'.")

@@ -59,6 +59,7 @@ def _show(console: Console, data: dict[str, Any]) -> None:
         [("model", "model"), ("principal", "principal"), ("plan", "plan"),
          ("requests", "requests"), ("prompt_tokens", "prompt tokens"),
          ("completion_tokens", "completion tokens"),
+         ("cached_tokens", "cached"), ("reasoning_tokens", "reasoning"),
          ("unit_price_prompt_per_1k_usd", "USD/1k prompt"),
          ("unit_price_completion_per_1k_usd", "USD/1k completion"),
          ("amount_usd", "amount USD")],
