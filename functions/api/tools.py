@@ -12,7 +12,8 @@ Every tool is side-effect free and bounded in time and memory:
 A tool is entitled per tenant by its plan (``Plan.tools``; absent = every tool). Each
 invocation writes its own usage event: operation ``tools.invoke``, model ``tool:<name>``.
 Arguments that fail a tool's schema are a 400 (nothing recorded); an unknown tool is a 404
-and a tool outside the plan a 403 (both recorded as errors).
+and a tool outside the plan a 403 (both recorded as errors; the unknown tool's event names
+the model ``unknown``, never the name the caller sent: docs/billing.md, "Statements").
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import ast
 import math
 import operator
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,7 +37,6 @@ from functions.api.usage import UsageRecorder
 from functions.pricing.catalogue import UNKNOWN
 
 OPERATION: Final = "tools.invoke"
-TOOL_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_EXPRESSION: Final = 256
 MAX_INT_BITS: Final = 4096
 MAX_EXPONENT: Final = 10_000

@@ -111,6 +111,11 @@ def test_prices_set_and_list(cli: Run) -> None:
     assert [p["name"] for p in cli("plans", "list").ok().json] == ["gold"]
     human = cli("prices", "list", json=False).ok().out
     assert "genai-prices 0.2.5" in human and MINI in human
+    shown = cli("plans", "show", "gold").ok().json["model_prices"]
+    o3 = {"prompt": "1.500000", "completion": "6.000000", "cached_prompt": "0.500000",
+          "reasoning": "9.000000"}  # fmt: skip
+    assert shown == {"upstream:o3": o3}
+    assert "upstream:o3" in cli("plans", "show", "gold", json=False).ok().out
     audit = cli("audit").ok().json
     assert [a["action"] for a in audit].count("price.set") == 3
 
