@@ -331,3 +331,46 @@ def test_unknown_names_fold_into_one_unknown_line(tables: Any) -> None:
     assert sorted(line["model"] for line in lines) == ["tollgate-echo", "unknown"]
     unknown = next(line for line in lines if line["model"] == "unknown")
     assert (unknown["requests"], unknown["errors"], unknown["amount_micros"]) == (4, 4, 0)
+
+
+# -- through the local gateway, with the OpenAI SDK as the client ----------------------------
+@pytest.fixture
+def gateway(tables: Any) -> Iterator[str]:
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from tests.integration import test_api_streaming
+    from tollgate.local.gateway import LocalGateway
+
+    plan = make_plan(models=["tollgate-echo"], price_prompt_micros_per_1k=1500,
+                     price_completion_micros_per_1k=2000)  # fmt: skip
+    make_tenant("acme", plan)
+    test_api_streaming._WHO["who"] = who_for("acme", make_key("acme"))
+    gate = LocalGateway(authorizer="tests.integration.test_api_streaming.allow")
+    server = make_server("127.0.0.1", 0, gate, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_sdk_reads_the_cost_from_the_header_and_the_last_chunk(
+    gateway: str, tables: Any
+) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=f"{gateway}/v1", api_key="tg_live_x", max_retries=0)
+    messages: Any = [{"role": "user", "content": "a secret prompt about llamas"}]
+    raw = client.chat.completions.with_raw_response.create(
+        model="tollgate-echo", messages=messages, max_tokens=4
+    )
+    assert raw.headers["x-tollgate-cost-usd"] == "0.000019"
+    assert raw.parse().usage is not None
+    stream = client.chat.completions.create(
+        model="tollgate-echo", messages=messages, max_tokens=4, stream=True,
+        stream_options={"include_usage": True},
+    )  # fmt: skip
+    last = list(stream)[-1]
+    assert last.usage is not None and last.usage.model_dump()["cost_usd"] == "0.000019"
+    assert sorted(e["cost_micros"] for e in events_table(tables)) == [19, 19]
