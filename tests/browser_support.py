@@ -51,6 +51,7 @@ def flags(profile: Path, netlog: Path | None = None) -> list[str]:
         "--disable-component-update",
         "--disable-sync",
         "--hide-scrollbars",
+        "--force-color-profile=srgb",  # the chart's colours land in the PNG as written
         "--host-resolver-rules=MAP * ~NOTFOUND",
         f"--user-data-dir={profile}",
     ]
