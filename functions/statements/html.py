@@ -209,8 +209,9 @@ def _lines_table(lines: Sequence[Mapping[str, Any]], totals: Mapping[str, Any]) 
         and all(x.get(c) is None or _is_number(x.get(c)) for x in lines)
     }
     numeric |= {c for c in columns if not lines and _is_number(totals.get(c))}
+    num = ' class="num"'
     head = "".join(
-        f'<th scope="col"{" class=num" if c in numeric else ""}>{_label(c)}</th>' for c in columns
+        f'<th scope="col"{num if c in numeric else ""}>{_label(c)}</th>' for c in columns
     )
     rows = []
     for line in lines:
