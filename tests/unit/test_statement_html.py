@@ -110,7 +110,11 @@ def test_columns_follow_the_lines() -> None:
     base = columns_of(doc["line_items"])
     assert base[:3] == ["model", "principal", "plan"] and base[-1] == "amount_usd"
     assert not [c for c in base if c.endswith("_micros")]
-    assert "cached_tokens" not in base and "cost_usd" not in base
+    # pricing's fields (issue 14) are on every line, in reading order, money last
+    assert (
+        base.index("prompt_tokens") < base.index("cached_tokens") < base.index("reasoning_tokens")
+    )
+    assert base[-2:] == ["cost_usd", "amount_usd"]
     # Fields another part of the project adds to the lines show up, in reading order.
     richer = [
         {**line, "cached_tokens": 7, "reasoning_tokens": 3, "cost_usd": "0.012345",
