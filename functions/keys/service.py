@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from functions.keys.audit import NO_ID, AuditMixin, _sanitize, default_actor
 from functions.keys.lifecycle import DEFAULT_GRACE, OLD_SECRET_RETENTION, LifecycleMixin
+from functions.keys.limits import LimitsMixin
 from functions.keys.plans import PlansMixin
 from functions.keys.revocation import RevocationMixin
 from functions.keys.seed import SeedMixin
@@ -50,13 +51,15 @@ __all__ = [
 ]
 
 
-class KeyService(SeedMixin, PlansMixin, TenantsMixin, LifecycleMixin, RevocationMixin, AuditMixin):
+class KeyService(
+    SeedMixin, PlansMixin, TenantsMixin, LifecycleMixin, LimitsMixin, RevocationMixin, AuditMixin
+):
     """Plans, tenants, keys and audit. Stateless apart from an injectable clock.
 
     Data access goes through the pynamodb models (bound to table names by
     :func:`functions.common.models.bind_tables`); connections are built on first use.
 
     Each concern lives in its own module: ``plans``, ``tenants``, ``lifecycle`` (issue,
-    delegate, rotate), ``revocation`` (revoke, suspend, reinstate), ``audit`` and ``seed``,
-    over the shared lookups of ``base``.
+    delegate, rotate), ``limits`` (per-key limit overrides), ``revocation`` (revoke,
+    suspend, reinstate), ``audit`` and ``seed``, over the shared lookups of ``base``.
     """
