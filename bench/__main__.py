@@ -16,7 +16,8 @@ from pathlib import Path
 
 from bench.common import Figure, Section
 
-SECTIONS = ("gate", "scale", "api", "streaming", "usage", "detect", "package", "soak", "peers")
+SECTIONS = ("gate", "scale", "api", "streaming", "usage", "detect", "package", "soak", "peers",
+            "keyattrs")  # fmt: skip
 HERE = Path(__file__).parent
 
 
