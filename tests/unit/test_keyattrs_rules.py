@@ -233,3 +233,22 @@ def test_statement_tag_breakdown() -> None:
     assert [r["tag"] for r in data["by_tag"]] == ["team=a", "team=b"]
     assert data["by_tag"][0]["amount_micros"] == 20 and data["by_tag"][0]["tag_value"] == "a"
     assert "team=a" not in statement.to_csv()  # the CSV keeps the invoice lines only
+
+
+def test_the_html_statement_shows_the_tag_breakdown_escaped() -> None:
+    from functions.statements.html import render
+    from functions.statements.logic import build
+    from functions.usage.logic import Counters
+
+    total = Counters(requests=3, prompt_tokens=30, cost_micros=1_234_567)
+    lines = [("m|p|plan", total)]
+    tags = [("team=a", Counters(requests=2, prompt_tokens=20, cost_micros=1_000_000)),
+            ("repo=acme/w@main+1", Counters(requests=1, cost_micros=5))]  # fmt: skip
+    doc = build("t", "2026-11", lines, total, lambda _: None, "now", tags).as_dict()
+    page = render(doc)
+    assert '<table id="tags">' in page and "By key tag" in page
+    assert page.count('<tr class="tag">') == 2
+    assert "repo=acme/w@main+1" in page and "1.000000" in page
+    assert "overlap" in page
+    untagged = build("t", "2026-11", lines, total, lambda _: None, "now").as_dict()
+    assert '<table id="tags">' not in render(untagged)
