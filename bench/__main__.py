@@ -27,6 +27,7 @@ SECTIONS = (
     "soak",
     "peers",
     "pricing",
+    "keyattrs",
 )
 HERE = Path(__file__).parent
 

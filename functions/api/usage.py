@@ -167,6 +167,8 @@ class UsageRecorder:
             "delivery": self.delivery,
             **({"estimated": True} if self.estimated else {}),
             **self._price_fields(),
+            # -- keyattrs: the key's tags, ``{k: v}`` (absent when it has none) --
+            **({"tags": dict(c.tags)} if c.tags else {}),
         }
 
     def _price_fields(self) -> dict[str, Any]:

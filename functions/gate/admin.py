@@ -37,6 +37,7 @@ def new_key_item(
     parent_key_id: str | None,
     token_budget: int | None,
     expires_at: int | None = None,
+    allow_cidrs: list[str] | None = None,
 ) -> None:
     """Write the item that makes a key usable (the last step of creating a key).
 
@@ -57,6 +58,8 @@ def new_key_item(
         item[it.BUDGET], item[it.USED] = _n(token_budget), _n(0)
     if expires_at is not None:
         item[it.EXPIRES] = _n(expires_at)
+    if allow_cidrs:
+        item[it.ALLOW_CIDRS] = {"L": [{"S": c} for c in allow_cidrs]}
     call("put_item", TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)")
     if parent_key_id:
         parent = get_key_item(table, parent_key_id, None)
@@ -89,6 +92,31 @@ def set_status(
             Key=it.key_address(key_id, parent_key_id),
             UpdateExpression="SET #s = :to",
             ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+    except ConditionFailed:
+        return False
+    return True
+
+
+def set_key_rpm(table: str, key_id: str, parent_key_id: str | None, rpm: int | None) -> bool:
+    """Set (or, with None, remove) a key's own per-minute limit ``kr`` (keyattrs). False if
+    the key has no item or is revoked."""
+    names = {"#s": it.STATUS, "#kr": it.KEY_RPM}
+    values: dict[str, Any] = {":revoked": {"S": it.REVOKED}}
+    if rpm is None:
+        expression = "REMOVE #kr"
+    else:
+        expression = "SET #kr = :kr"
+        values[":kr"] = _n(rpm)
+    try:
+        call(
+            "update_item",
+            TableName=table,
+            Key=it.key_address(key_id, parent_key_id),
+            UpdateExpression=expression,
+            ConditionExpression="attribute_exists(#s) AND #s <> :revoked",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from functions.keys.audit import NO_ID, AuditMixin, _sanitize, default_actor
 from functions.keys.lifecycle import DEFAULT_GRACE, OLD_SECRET_RETENTION, LifecycleMixin
+from functions.keys.limits import LimitsMixin
 from functions.keys.plans import PlansMixin
 from functions.keys.prices import PricesMixin
 from functions.keys.revocation import RevocationMixin
@@ -52,7 +53,14 @@ __all__ = [
 
 
 class KeyService(
-    SeedMixin, PlansMixin, PricesMixin, TenantsMixin, LifecycleMixin, RevocationMixin, AuditMixin
+    SeedMixin,
+    PlansMixin,
+    PricesMixin,
+    TenantsMixin,
+    LifecycleMixin,
+    LimitsMixin,
+    RevocationMixin,
+    AuditMixin,
 ):
     """Plans, tenants, keys and audit. Stateless apart from an injectable clock.
 
@@ -60,6 +68,6 @@ class KeyService(
     :func:`functions.common.models.bind_tables`); connections are built on first use.
 
     Each concern lives in its own module: ``plans``, ``tenants``, ``lifecycle`` (issue,
-    delegate, rotate), ``revocation`` (revoke, suspend, reinstate), ``audit`` and ``seed``,
-    over the shared lookups of ``base``.
+    delegate, rotate), ``limits`` (per-key limit overrides), ``revocation`` (revoke,
+    suspend, reinstate), ``audit`` and ``seed``, over the shared lookups of ``base``.
     """

@@ -128,6 +128,7 @@ def render(document: Mapping[str, Any], days: Iterable[Mapping[str, Any]] = ()) 
             "for this month.</p>"
         )
     parts.append(_lines_table(lines, totals))
+    parts.append(_tags_table(document.get("by_tag") or [], document.get("by_tag_note")))
     parts.append(_charts(series))
     note = document.get("note")
     if note:
@@ -235,6 +236,34 @@ def _lines_table(lines: Sequence[Mapping[str, Any]], totals: Mapping[str, Any]) 
         '<h2>Line items</h2><div class="table"><table id="lines">'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
         f'<tfoot><tr id="totals">{"".join(foot)}</tr></tfoot></table></div>'
+    )
+
+
+# keyattrs: usage by key tag (rows overlap: a request counts under each tag of its key)
+_TAG_COLUMNS: Final = ("tag", "requests", "prompt_tokens", "completion_tokens", "amount_usd")
+
+
+def _tags_table(rows: Sequence[Mapping[str, Any]], note: Any) -> str:
+    """The statement's ``by_tag`` breakdown; nothing when no key of the month had tags."""
+    if not rows:
+        return ""
+    num = ' class="num"'
+    head = "".join(
+        f'<th scope="col"{"" if c == "tag" else num}>{_label(c)}</th>' for c in _TAG_COLUMNS
+    )
+    body = "".join(
+        '<tr class="tag">'
+        + "".join(
+            f'<td class="{"name" if c == "tag" else "num"}" data-col="{c}">{_cell(row.get(c))}</td>'
+            for c in _TAG_COLUMNS
+        )
+        + "</tr>"
+        for row in rows
+    )
+    caption = f'<p class="note">{_text(note)}</p>' if note else ""
+    return (
+        '<h2>By key tag</h2><div class="table"><table id="tags">'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{caption}"
     )
 
 

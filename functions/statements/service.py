@@ -40,7 +40,8 @@ def statement(tenant_id: str, period: str, now_s: float | None = None) -> Statem
         return cache[plan]
 
     generated = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_s))
-    return build(tenant_id, period, lines, total, prices, generated)
+    tag_lines = [(k.parts[3], c) for k, c in rollups(tenant_id, f"month#{period}#tag#")]
+    return build(tenant_id, period, lines, total, prices, generated, tag_lines)
 
 
 def tenant_ids() -> list[str]:

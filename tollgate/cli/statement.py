@@ -160,3 +160,12 @@ def _show(console: Console, data: dict[str, Any]) -> None:
         )
     )
     console.print(Text(data["note"], style="dim"))
+    if data.get("by_tag"):  # keyattrs
+        console.print(Text("By key tag", style="bold"))
+        render.table(
+            console,
+            data["by_tag"],
+            [("tag", "tag"), ("requests", "requests"), ("prompt_tokens", "prompt tokens"),
+             ("completion_tokens", "completion tokens"), ("amount_usd", "amount USD")],
+        )  # fmt: skip
+        console.print(Text(data["by_tag_note"], style="dim"))
