@@ -38,6 +38,7 @@ from functions.keys.plans import PlansMixin
 from functions.keys.revocation import RevocationMixin
 from functions.keys.seed import SeedMixin
 from functions.keys.tenants import TenantsMixin, _gate_config
+from functions.keys.trust import TrustMixin
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -50,13 +51,16 @@ __all__ = [
 ]
 
 
-class KeyService(SeedMixin, PlansMixin, TenantsMixin, LifecycleMixin, RevocationMixin, AuditMixin):
+class KeyService(
+    SeedMixin, PlansMixin, TenantsMixin, TrustMixin, LifecycleMixin, RevocationMixin, AuditMixin
+):
     """Plans, tenants, keys and audit. Stateless apart from an injectable clock.
 
     Data access goes through the pynamodb models (bound to table names by
     :func:`functions.common.models.bind_tables`); connections are built on first use.
 
     Each concern lives in its own module: ``plans``, ``tenants``, ``lifecycle`` (issue,
-    delegate, rotate), ``revocation`` (revoke, suspend, reinstate), ``audit`` and ``seed``,
+    delegate, rotate), ``revocation`` (revoke, suspend, reinstate), ``trust`` (trust
+    policies for the OIDC token exchange), ``audit`` and ``seed``,
     over the shared lookups of ``base``.
     """
