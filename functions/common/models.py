@@ -131,6 +131,15 @@ class Key(Model):
     expires_at = NumberAttribute(null=True)  # epoch seconds
     rotated_at = UnicodeAttribute(null=True)
     secret_serial = NumberAttribute(default=1)
+    # -- keyattrs (issue 15): networks, tags, per-key limit ------------------------------
+    # Copies of what the gate's key item enforces (``ac`` / ``kr``, functions/gate/items.py):
+    # the CIDRs a request must come from (None: anywhere) and the per-key override of the
+    # plan's requests per minute (None: the plan's). ``tags`` are fixed at issue (also on
+    # the Secret, whence the authorizer carries them into usage events).
+    allow_cidrs = ListAttribute(of=UnicodeAttribute, null=True)
+    tags = MapAttribute[str, Any](null=True)
+    requests_per_minute = NumberAttribute(null=True)
+    # -- end keyattrs ---------------------------------------------------------------------
     by_tenant = KeysByTenant()
 
 
@@ -164,6 +173,7 @@ class Secret(Model):
     serial = NumberAttribute()
     created_at = UnicodeAttribute()
     ttl = NumberAttribute(null=True)
+    tags = MapAttribute[str, Any](null=True)  # keyattrs: the key's tags (immutable)
     by_key = SecretsByKey()
 
 

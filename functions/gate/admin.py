@@ -37,6 +37,7 @@ def new_key_item(
     parent_key_id: str | None,
     token_budget: int | None,
     expires_at: int | None = None,
+    allow_cidrs: list[str] | None = None,
 ) -> None:
     """Write the item that makes a key usable (the last step of creating a key).
 
@@ -57,6 +58,8 @@ def new_key_item(
         item[it.BUDGET], item[it.USED] = _n(token_budget), _n(0)
     if expires_at is not None:
         item[it.EXPIRES] = _n(expires_at)
+    if allow_cidrs:
+        item[it.ALLOW_CIDRS] = {"L": [{"S": c} for c in allow_cidrs]}
     call("put_item", TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)")
     if parent_key_id:
         parent = get_key_item(table, parent_key_id, None)

@@ -14,6 +14,11 @@ Key item (``pk = k#<key_id>`` or ``k#<parent_id>`` for a delegated key, see :fun
 ``g``  epoch seconds until which the previous secret (serial ``n - 1``) is still accepted
 ``b``  token budget (delegated keys only, optional); ``u`` tokens used or reserved against it
 ``tn`` the tenant id (for operators reading the table); ``x`` expiry (epoch seconds), if any
+``ac`` the networks the key may be used from: a list of normalised CIDR strings, at most
+       16 (absent: any source; ``functions/gate/sources.py``). Returned by the key write,
+       so checking it costs no round trip
+``kr`` the key's own requests per minute, overriding the shard's ``rpm`` (higher or lower;
+       absent: the plan's)
 ====== =================================================================================
 
 Counter shard (``pk = t#<tenant>#<environment>#<index>``, ``sk = s``):
@@ -72,6 +77,8 @@ BUDGET: Final = "b"
 USED: Final = "u"
 TENANT: Final = "tn"
 EXPIRES: Final = "x"
+ALLOW_CIDRS: Final = "ac"  # keyattrs
+KEY_RPM: Final = "kr"  # keyattrs
 
 # -- counter shard ---------------------------------------------------------------------
 TENANT_STATUS: Final = "st"

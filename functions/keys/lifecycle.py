@@ -14,12 +14,13 @@ from functions.common import keyformat
 from functions.common.models import ACTIVE, Key, Secret, Tenant
 from functions.gate import admin as gate
 from functions.gate import items as gate_items
+from functions.gate import sources
 from functions.keys import rules
 from functions.keys.audit import AuditMixin, default_actor
 from functions.keys.base import _conditional_failed, log
 from functions.keys.durations import parse_duration
 from functions.keys.errors import Conflict, InvalidInput, quote
-from functions.keys.views import iso, iso_seconds, key_view
+from functions.keys.views import iso, iso_seconds, key_tags, key_view
 
 OLD_SECRET_RETENTION: Final = 30 * 86_400  # a rotated-out Secret item lives this long past grace
 DEFAULT_GRACE: Final = "1h"
@@ -37,15 +38,21 @@ class LifecycleMixin(AuditMixin):
         scopes: Iterable[str] | None = None,
         expires_in: int | str | None = None,
         actor: str | None = None,
+        allow_cidrs: list[str] | None = None,
+        tags: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Issue a key for an active tenant. Returns its view plus ``secret`` (shown once).
 
         ``scopes`` default to the tenant's plan scopes and must be a subset of them;
-        ``expires_in`` is seconds or a duration such as ``30d`` (None: never expires).
+        ``expires_in`` is seconds or a duration such as ``30d`` (None: never expires);
+        ``allow_cidrs``: the only networks the key may be used from (None: anywhere; at most
+        16, strict CIDRs); ``tags``: ``{k: v}`` fixed for the key's life (at most 8).
         """
         rules.tenant_id(tenant_id)
         rules.environment(environment)
         rules.principal(principal)
+        cidrs = rules.allow_cidrs(allow_cidrs)
+        chosen_tags = rules.tags(tags)
         who = rules.actor(actor or default_actor())
         lifetime = self._lifetime(expires_in)
         tenant = self._tenant(tenant_id)
@@ -62,6 +69,8 @@ class LifecycleMixin(AuditMixin):
             parent_key_id=None,
             token_budget=None,
             actor=who,
+            allow_cidrs=cidrs,
+            tags=chosen_tags,
         )
 
     def delegate_key(
@@ -73,6 +82,8 @@ class LifecycleMixin(AuditMixin):
         token_budget: int | None = None,
         expires_in: int | str | None = None,
         actor: str | None = None,
+        allow_cidrs: list[str] | None = None,
+        tags: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Issue a child key (e.g. for an agent) under an active, non-delegated parent.
 
@@ -81,9 +92,15 @@ class LifecycleMixin(AuditMixin):
         an optional token budget; an expiry never later than the parent's (a later request is
         clamped, reported as ``expiry_clamped``). One level only: a delegated key cannot
         delegate, which keeps revocation cascades and budgets simple to reason about.
+
+        ``allow_cidrs``: if the parent has a list, each network must lie within one of the
+        parent's (default: the parent's list). ``tags``: the parent's tags, with these added
+        or overriding the parent's value of the same key (default: the parent's).
         """
         rules.key_id(parent_key_id)
         rules.principal(principal)
+        cidrs = rules.allow_cidrs(allow_cidrs)
+        given_tags = rules.tags(tags)
         budget = rules.token_budget(token_budget)
         who = rules.actor(actor or default_actor())
         lifetime = self._lifetime(expires_in)
@@ -110,6 +127,7 @@ class LifecycleMixin(AuditMixin):
         if not set(chosen) <= plan_scopes:
             outside = sorted(set(chosen) - plan_scopes)[0]
             raise InvalidInput(f"scope {quote(outside)} is no longer in the tenant's plan")
+        cidrs, chosen_tags = self._inherit(parent, cidrs, given_tags)
         expires_at = parent.expires_at
         clamped = False
         if lifetime is not None:
@@ -127,6 +145,8 @@ class LifecycleMixin(AuditMixin):
             parent_key_id=parent.key_id,
             token_budget=budget,
             actor=who,
+            allow_cidrs=cidrs,
+            tags=chosen_tags,
         )
         issued["expiry_clamped"] = clamped
         return issued
@@ -194,6 +214,25 @@ class LifecycleMixin(AuditMixin):
         )
         return view
 
+    @staticmethod
+    def _inherit(
+        parent: Key, cidrs: list[str] | None, given_tags: dict[str, str]
+    ) -> tuple[list[str] | None, dict[str, str]]:
+        """A delegated key's networks and tags from its parent's (see :meth:`delegate_key`)."""
+        parent_cidrs = [str(c) for c in parent.allow_cidrs or []]
+        if cidrs is None:
+            cidrs = parent_cidrs or None
+        elif parent_cidrs:
+            outside = sources.within(cidrs, parent_cidrs)
+            if outside is not None:
+                raise InvalidInput(
+                    f"CIDR {quote(outside)} is not within the parent key's networks "
+                    f"({', '.join(parent_cidrs)}): delegation cannot widen them"
+                )
+        merged = {str(k): str(v) for k, v in key_tags(parent).items()}
+        merged.update(given_tags)
+        return cidrs, rules.tags(merged)
+
     def _lifetime(self, expires_in: int | str | None) -> int | None:
         if expires_in is None:
             return None
@@ -232,6 +271,7 @@ class LifecycleMixin(AuditMixin):
             expires_at=key.expires_at,
             serial=serial,
             created_at=iso(now),
+            tags=key_tags(key) or None,
         )
 
     def _issue(
@@ -245,6 +285,8 @@ class LifecycleMixin(AuditMixin):
         parent_key_id: str | None,
         token_budget: int | None,
         actor: str,
+        allow_cidrs: list[str] | None = None,
+        tags: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Write Secret, Key, then the gate entry that makes the key usable; audit."""
         now = self.now()
@@ -260,6 +302,8 @@ class LifecycleMixin(AuditMixin):
             created_at=iso(now),
             expires_at=expires_at,
             secret_serial=1,
+            allow_cidrs=allow_cidrs or None,
+            tags=dict(tags) if tags else None,
         )
         secret = keyformat.generate(environment)
         secret_item = self._secret_item(key, secret, 1, now)
@@ -277,6 +321,7 @@ class LifecycleMixin(AuditMixin):
                 parent_key_id=parent_key_id,
                 token_budget=token_budget,
                 expires_at=expires_at,
+                allow_cidrs=allow_cidrs,
             )
         except gate.ConditionFailed:
             # Undo: without a gate item the key was never usable, but leave no debris.
@@ -290,6 +335,10 @@ class LifecycleMixin(AuditMixin):
             "scopes": scopes,
             "expires_at": iso_seconds(expires_at),
         }
+        if allow_cidrs:
+            details["allow_cidrs"] = list(allow_cidrs)
+        if tags:
+            details["tags"] = dict(tags)
         if parent_key_id:
             details.update(parent_key_id=parent_key_id, token_budget=token_budget)
         self._audit(action, tenant_id=tenant_id, key_id=key.key_id, actor=actor, details=details)

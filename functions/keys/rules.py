@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
 from functions.common import keyformat
+from functions.common import tags as tagrules
 from functions.common.routes import SCOPES
+from functions.gate import sources
 from functions.keys.errors import InvalidInput, quote, redact
 
 PLAN_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -27,6 +29,7 @@ DEFAULT_MODELS: Final = ("tollgate-echo",)
 MAX_REASON: Final = 1000
 MAX_ACTOR: Final = 128
 MICROS: Final = 1_000_000
+MAX_RPM: Final = 10**9
 MAX_PRICE_MICROS: Final = 10**15  # a billion dollars per 1k tokens: a typo, not a price
 
 
@@ -201,3 +204,48 @@ def actor(value: str | None) -> str:
     if not text or len(text) > MAX_ACTOR:
         raise InvalidInput(f"actor must be 1-{MAX_ACTOR} characters")
     return redact(text)
+
+
+# -- keyattrs (issue 15): networks, tags, per-key limit ----------------------------------
+
+
+def allow_cidrs(values: Iterable[str] | None) -> list[str] | None:
+    """Normalised CIDRs (``--allow-cidr``; each item may hold several, comma-separated), or
+    None for "from anywhere". Strict: host bits set is an error (functions/gate/sources.py)."""
+    if values is None:
+        return None
+    if isinstance(values, str):
+        values = [values]
+    try:
+        return sources.normalise(values)
+    except sources.BadCidr as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def tags(values: Mapping[str, str] | Iterable[str] | None) -> dict[str, str]:
+    """Checked tags from a mapping or ``k=v`` strings (functions/common/tags.py)."""
+    if isinstance(values, str):
+        values = [values]
+    try:
+        return tagrules.validate(values)
+    except tagrules.BadTag as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def requests_per_minute(value: int | str | None) -> int | None:
+    """A per-key requests-per-minute override: a whole number >= 0, or None / ``none`` to
+    clear it (the plan's limit applies again)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.isdigit():
+            raise InvalidInput(
+                f"bad requests per minute {quote(value)}: a whole number >= 0, or none"
+            )
+        value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput("requests per minute must be a whole number >= 0, or none")
+    if value > MAX_RPM:
+        raise InvalidInput(f"requests per minute must be at most {MAX_RPM}")
+    return value

@@ -105,7 +105,17 @@ def key_view(key: Key, now: float) -> dict[str, Any]:
         "token_budget": _int(key.token_budget),
         "secret_serial": int(key.secret_serial or 1),
         "rotated_at": key.rotated_at,
+        # keyattrs: networks, tags and the per-key limit (None: anywhere / the plan's)
+        "allow_cidrs": list(key.allow_cidrs) if key.allow_cidrs else None,
+        "tags": key_tags(key),
+        "requests_per_minute": _int(key.requests_per_minute),
     }
+
+
+def key_tags(key: Key) -> dict[str, str]:
+    """A key's tags as a plain, sorted dict (``{}`` when it has none)."""
+    raw = key.tags.as_dict() if key.tags is not None else {}
+    return {str(k): str(v) for k, v in sorted(raw.items())}
 
 
 def audit_view(record: AuditRecord) -> dict[str, Any]:

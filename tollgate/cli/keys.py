@@ -17,6 +17,37 @@ app = typer.Typer(help="API keys: issue, delegate, rotate, revoke.", no_args_is_
 ActorOption = typer.Option(
     None, "--actor", metavar="NAME", help="Who acts (default: $TOLLGATE_ACTOR or cli:<user>)."
 )
+# -- keyattrs (issue 15) -------------------------------------------------------------------
+AllowCidrOption = typer.Option(
+    None,
+    "--allow-cidr",
+    metavar="CIDR,...",
+    help="Only requests from these networks (IPv4/IPv6, at most 16; repeatable). "
+    "Default: anywhere (delegate: the parent's).",
+)
+TagOption = typer.Option(
+    None,
+    "--tag",
+    metavar="KEY=VALUE",
+    help="A tag carried into usage and statements (repeatable, at most 8; fixed for the "
+    "key's life).",
+)
+
+
+def _cidrs(values: list[str] | None) -> list[str] | None:
+    return list(values) if values else None
+
+
+def _tags(values: list[str] | None) -> dict[str, str] | None:
+    """``k=v`` strings to a mapping; the service checks them (exit 2 on a bad one)."""
+    if not values:
+        return None
+    from functions.keys import rules
+
+    return rules.tags(values)
+
+
+# -- end keyattrs ----------------------------------------------------------------------------
 
 
 @app.command("create")
@@ -33,6 +64,8 @@ def create(
     expires_in: str | None = typer.Option(
         None, "--expires-in", metavar="DURATION", help="e.g. 30d, 12h (default: never)."
     ),
+    allow_cidr: list[str] | None = AllowCidrOption,
+    tag: list[str] | None = TagOption,
 ) -> None:
     """Issue a key. Its secret is printed once and stored only as a hash."""
     key = service(ctx).create_key(
@@ -41,6 +74,8 @@ def create(
         principal=principal,
         scopes=split_csv(scopes),
         expires_in=expires_in,
+        allow_cidrs=_cidrs(allow_cidr),
+        tags=_tags(tag),
     )
     emit(ctx, key, render.issued)
 
@@ -59,14 +94,19 @@ def delegate(
     expires_in: str | None = typer.Option(
         None, "--expires-in", metavar="DURATION", help="Clamped to the parent's expiry."
     ),
+    allow_cidr: list[str] | None = AllowCidrOption,
+    tag: list[str] | None = TagOption,
 ) -> None:
-    """Issue a child key for an agent, never wider or longer-lived than its parent."""
+    """Issue a child key for an agent, never wider or longer-lived than its parent (its
+    networks within the parent's; the parent's tags unless overridden)."""
     key = service(ctx).delegate_key(
         parent_key_id,
         principal=principal,
         scopes=split_csv(scopes),
         token_budget=token_budget,
         expires_in=expires_in,
+        allow_cidrs=_cidrs(allow_cidr),
+        tags=_tags(tag),
     )
     if key.get("expiry_clamped"):
         note(ctx, "note: the requested expiry was later than the parent's; clamped to it")
