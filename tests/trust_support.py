@@ -1,5 +1,6 @@
-"""Fixtures and helpers of the token-exchange tests (a pytest plugin: tests/conftest.py): a local OIDC issuer, a tenant with a trust policy,
-and the local gateway (the same route table as the stack) to call ``/v1/auth/token`` on."""
+"""Fixtures and helpers of the token-exchange tests (a pytest plugin: tests/conftest.py): a
+local OIDC issuer, a tenant with a trust policy, and the local gateway (the route table the
+stack uses) to call ``/v1/auth/token`` on."""
 
 from __future__ import annotations
 

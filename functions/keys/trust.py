@@ -24,7 +24,6 @@ set. ``repo:acme/*:ref:refs/heads/main`` matches every repository of ``acme`` on
 from __future__ import annotations
 
 import fnmatch
-import ipaddress
 import re
 import secrets
 import string
@@ -36,6 +35,7 @@ from urllib.parse import urlsplit
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
+from functions.common import tags as tagrules
 from functions.common.models import ACTIVE, REVOKED, Key, TrustPolicy
 from functions.gate import admin as gate
 from functions.keys import rules
@@ -55,7 +55,6 @@ MAX_USES: Final = 100
 MAX_EXCHANGES_PER_MINUTE: Final = 100_000
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 CLAIM_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
-TAG_NAME: Final = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
 MAX_VALUE: Final = 256
 CASCADE_WORKERS: Final = 8
 MAX_ACTOR_LEN: Final = rules.MAX_ACTOR
@@ -155,21 +154,12 @@ def claim_conditions(values: Iterable[str] | Mapping[str, str] | None) -> dict[s
     return found
 
 
-def tag_pairs(values: Iterable[str] | Mapping[str, str] | None) -> dict[str, str]:
-    found = pairs("--tag", values)
-    for k, v in found.items():
-        if not TAG_NAME.fullmatch(k):
-            raise InvalidInput(f"bad tag name {quote(k)}: 1-64 of A-Z a-z 0-9 _ . : / -")
-        _printable(f"value of tag {k}", v)
-    return found
-
-
 def claim_tag_pairs(values: Iterable[str] | Mapping[str, str] | None) -> dict[str, str]:
     """``tag=claim``: each issued key gets tag ``tag`` with the token's ``claim`` value."""
     found = pairs("--claim-tag", values)
     for tag, claim in found.items():
-        if not TAG_NAME.fullmatch(tag):
-            raise InvalidInput(f"bad tag name {quote(tag)}: 1-64 of A-Z a-z 0-9 _ . : / -")
+        if not tagrules.TAG_KEY.fullmatch(tag):
+            raise InvalidInput(f"bad tag key {quote(tag)}: use only {tagrules.KEY_CHARS}")
         if not CLAIM_NAME.fullmatch(claim):
             raise InvalidInput(f"bad claim name {quote(claim)}")
     return found
@@ -219,22 +209,6 @@ def ttl(value: int | str | None) -> int:
     if seconds <= 0 or seconds > MAX_TTL:
         raise InvalidInput("the TTL of exchanged keys must be more than 0 and at most 12h")
     return seconds
-
-
-def cidrs(values: Iterable[str] | None) -> list[str] | None:
-    if values is None:
-        return None
-    out = []
-    for raw in values:
-        try:
-            out.append(str(ipaddress.ip_network(str(raw).strip(), strict=False)))
-        except ValueError:
-            raise InvalidInput(
-                f"bad CIDR {quote(raw)}: e.g. 203.0.113.0/24 or 2001:db8::/32"
-            ) from None
-    if not out:
-        raise InvalidInput("give at least one CIDR, or leave --allow-cidr out")
-    return sorted(set(out))
 
 
 def bounded(name: str, value: int | None, default: int, high: int) -> int:
@@ -324,14 +298,16 @@ class TrustMixin(LifecycleMixin, AuditMixin):
             "principal_template": principal_template(principal),
             "ttl_seconds": ttl(ttl_value),
             "token_budget": rules.token_budget(token_budget),
-            "allow_cidrs": cidrs(allow_cidrs),
-            "tags": tag_pairs(tags),
+            "allow_cidrs": rules.allow_cidrs(None if allow_cidrs is None else list(allow_cidrs)),
+            "tags": rules.tags(tags),
             "claim_tags": claim_tag_pairs(claim_tags),
             "max_uses": bounded("--max-uses", max_uses, 1, MAX_USES),
             "exchanges_per_minute": bounded(
                 "--exchanges-per-minute", exchanges_per_minute, 60, MAX_EXCHANGES_PER_MINUTE
             ),
         }
+        if len(values["tags"]) + len(values["claim_tags"]) > tagrules.MAX_TAGS:
+            raise InvalidInput(f"at most {tagrules.MAX_TAGS} tags and claim tags together")
         who = rules.actor(actor or default_actor())
         pid = new_policy_id()
         # Checks the tenant (active) and the scopes (within its plan) before any write.
@@ -341,6 +317,9 @@ class TrustMixin(LifecycleMixin, AuditMixin):
             principal=root_principal(pid),
             scopes=None if scopes is None else list(scopes),
             actor=who,
+            # inherited by every exchanged key (delegation may only narrow them)
+            allow_cidrs=values["allow_cidrs"],
+            tags=values["tags"] or None,
         )
         root.pop("secret", None)  # never shown, never kept: the root key is the policy's
         policy = TrustPolicy(
@@ -490,21 +469,17 @@ class TrustMixin(LifecycleMixin, AuditMixin):
         identity: Mapping[str, str],
     ) -> dict[str, Any]:
         """Issue the delegated key of one verified exchange (functions/trust/exchange.py) and
-        audit who it went to. ``identity``: issuer, subject, audience, token_id (a digest of
-        the token's jti), source_ip. Returns the key view, ``secret`` and
-        ``expires_at_epoch``."""
-        extra: dict[str, Any] = {}
-        if policy.allow_cidrs:  # keyword arguments of issue 15's key attributes (h-keyattrs)
-            extra["allow_cidrs"] = list(policy.allow_cidrs)
-        if tags:
-            extra["tags"] = dict(tags)
+        audit who it went to. Its networks and fixed tags come from the root key; ``tags``:
+        those taken from the token's claims. ``identity``: issuer, subject, audience,
+        token_id (a digest of the token's jti), source_ip. Returns the key view, ``secret``
+        and ``expires_at_epoch``."""
         issued = self.delegate_key(
             policy.root_key_id,
             principal=principal,
             token_budget=None if policy.token_budget is None else int(policy.token_budget),
             expires_in=int(policy.ttl_seconds),
             actor=root_principal(policy.policy_id),
-            **extra,
+            tags=dict(tags) or None,  # added to the root's (the policy's fixed tags)
         )
         expires = datetime.strptime(issued["expires_at"], "%Y-%m-%dT%H:%M:%SZ")
         issued["expires_at_epoch"] = int(expires.replace(tzinfo=UTC).timestamp())
@@ -517,7 +492,8 @@ class TrustMixin(LifecycleMixin, AuditMixin):
                 "policy_id": policy.policy_id,
                 "principal": principal,
                 "expires_at": issued["expires_at"],
-                "tags": dict(tags),
+                "tags": dict(issued.get("tags") or {}),
+                "allow_cidrs": issued.get("allow_cidrs"),
                 **dict(identity),
             },
         )

@@ -37,6 +37,7 @@ from urllib.parse import parse_qsl
 
 from pynamodb.exceptions import PynamoDBException
 
+from functions.common import tags as tagrules
 from functions.common.models import ACTIVE, TrustPolicy
 from functions.gate import items as it
 from functions.gate.store import ConditionFailed, DependencyError, call
@@ -176,7 +177,10 @@ class Exchanger:
             "access_token": issued["secret"],
             "issued_token_type": ACCESS_TOKEN,
             "token_type": "Bearer",
-            "expires_in": max(0, int(issued["expires_at_epoch"]) - int(now)),
+            # never more than the TTL: the key's expiry is whole seconds from the service's clock
+            "expires_in": min(
+                int(policy.ttl_seconds), max(0, int(issued["expires_at_epoch"]) - int(now))
+            ),
             "key_id": issued["key_id"],
             "scope": " ".join(issued["scopes"]),
         }
@@ -211,11 +215,18 @@ class Exchanger:
 
     @staticmethod
     def _tags(policy: TrustPolicy, claims: Mapping[str, Any]) -> dict[str, str]:
-        tags = plain_map(policy.tags)
+        """Tags from the policy's claim mapping (the fixed ones are on the root key). A claim
+        that is missing, not a string or not a valid tag value is left out, never an error."""
+        tags: dict[str, str] = {}
         for tag, claim in plain_map(policy.claim_tags).items():
-            value = claims.get(str(claim))
-            if isinstance(value, str) and value and len(value) <= 256:
-                tags[str(tag)] = value
+            value = claims.get(claim)
+            if not isinstance(value, str):
+                continue
+            try:
+                key, checked = tagrules.check(tag, value)
+            except tagrules.BadTag:
+                continue
+            tags[key] = checked
         return tags
 
     def _count(self, policy: TrustPolicy, issuer: str, subject: str, now: float) -> None:

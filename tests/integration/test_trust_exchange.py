@@ -110,7 +110,7 @@ def _bad_tokens(issuer: LocalIssuer, stranger: LocalIssuer) -> dict[str, tuple[s
         "oversized": (issuer.mint(SUBJECT, AUDIENCE, pad="x" * MAX_TOKEN_BYTES), "larger than"),
         "malformed base64": ("eyJhbGciOiJSUzI1NiJ9.e$$$.c2ln", "malformed"),
         "not a JWT": ("hello", "not a JWT"),
-        "no sub": (issuer.mint(SUBJECT, AUDIENCE, sub=None), "sub"),
+        "no sub": (issuer.sign({k: v for k, v in good.items() if k != "sub"}), "sub"),
         "no exp": (issuer.mint(SUBJECT, AUDIENCE, exp=None), "exp"),
     }  # fmt: skip
 
@@ -170,8 +170,9 @@ def test_bad_forms_get_oauth_errors(
     assert resp.status_code == 400
     assert resp.get_json()["error"] == error
     twice = form(token) + "&grant_type=x"
-    resp = trust_gateway.post("/v1/auth/token", data=twice,
-                              headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    resp = trust_gateway.post(
+        "/v1/auth/token", data=twice, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert resp.status_code == 400 and "more than once" in resp.get_json()["error_description"]
     assert snapshot() == before
 
@@ -219,23 +220,31 @@ def test_deleting_the_policy_stops_its_keys_on_the_next_request(
 
 
 def test_jwks_down_last_good_keys_still_verify(
-    trust_gateway: Client,
-    trust_service: KeyService,
-    oidc_issuer: LocalIssuer,
-    monkeypatch: pytest.MonkeyPatch,
+    trust_gateway: Client, trust_service: KeyService, oidc_issuer: LocalIssuer
 ) -> None:
-    monkeypatch.setenv("TOLLGATE_TRUST_JWKS_TTL_S", "0.001")  # every exchange wants a refresh
-    trust_handler.reset()
+    clock = [0.0]  # the key cache's monotonic clock
+    settings = TrustSettings(allow_http_loopback=True, jwks_ttl_s=900, min_refresh_s=60)
+    trust_handler._exchanger = Exchanger(KeyService(), Jwks(settings, clock=lambda: clock[0]))
     policy(trust_service, oidc_issuer)
-    assert exchange(trust_gateway, oidc_issuer.mint(SUBJECT, AUDIENCE))[0] == 200
-    assert oidc_issuer.hits["/jwks"] == 1
+
+    def at(t: float, kid: str = "rsa-1") -> int:
+        clock[0] = t
+        return exchange(trust_gateway, oidc_issuer.mint(SUBJECT, AUDIENCE, kid=kid))[0]
+
+    def fetches() -> tuple[int, int]:
+        return oidc_issuer.hits["/.well-known/openid-configuration"], oidc_issuer.hits["/jwks"]
+
+    assert at(0) == 200 and fetches() == (1, 1)
     oidc_issuer.down = True
-    for _ in range(3):
-        status, body = exchange(trust_gateway, oidc_issuer.mint(SUBJECT, AUDIENCE))
-        assert status == 200, body
-    # one failed refresh, then backed off: no fetch per request while the issuer is down
-    assert oidc_issuer.hits["/.well-known/openid-configuration"] == 2
-    assert oidc_issuer.hits["/jwks"] == 1
+    assert at(1000) == 200 and fetches() == (2, 1)  # TTL over, refresh failed: last good
+    assert at(1010) == 200 and fetches() == (2, 1)  # backing off (60 s): no fetch
+    assert at(1061) == 200 and fetches() == (3, 1)  # tried again, failed: now 120 s
+    assert at(1150) == 200 and fetches() == (3, 1)
+    oidc_issuer.down = False
+    assert at(1182) == 200 and fetches() == (4, 2)  # back: refreshed
+    oidc_issuer.add_key("rsa-2", "RS256")  # the issuer rotates
+    assert at(1190, "rsa-2") == 400 and fetches() == (4, 2)  # under a minute since: no fetch
+    assert at(1243, "rsa-2") == 200 and fetches() == (5, 3)
 
 
 def test_never_fetched_and_down_is_503_and_nothing_issued(
