@@ -29,6 +29,7 @@ from tollgate.cli import (
     plans,
     statement,
     tenants,
+    trust,
     usage,
 )
 from tollgate.cli.context import BadInput, State
@@ -67,6 +68,7 @@ def _global(
 app.add_typer(plans.app, name="plans")
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(keys.app, name="keys")
+app.add_typer(trust.app, name="trust")
 app.command("audit")(audit.audit)
 app.add_typer(usage.app, name="usage")
 app.command("statement")(statement.statement)
