@@ -16,7 +16,18 @@ from pathlib import Path
 
 from bench.common import Figure, Section
 
-SECTIONS = ("gate", "scale", "api", "streaming", "usage", "detect", "package", "soak", "peers")
+SECTIONS = (
+    "gate",
+    "scale",
+    "api",
+    "streaming",
+    "usage",
+    "detect",
+    "package",
+    "soak",
+    "peers",
+    "trust",  # issue 15: the OIDC token exchange (bench/trust.py)
+)
 HERE = Path(__file__).parent
 
 

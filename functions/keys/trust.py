@@ -442,10 +442,15 @@ class TrustMixin(LifecycleMixin, AuditMixin):
                 list(pool.map(stop, children))
         revoked = []
         for kid in [root_key_id, *children]:
-            key = self._maybe_key(kid)
-            if key is None or key.status == REVOKED:
-                continue
-            key.update(actions=[Key.status.set(REVOKED), Key.status_reason.set(why)])
+            try:  # one write per key: refused if the record is missing or already revoked
+                Key(key_id=kid).update(
+                    actions=[Key.status.set(REVOKED), Key.status_reason.set(why)],
+                    condition=Key.key_id.exists() & (Key.status != REVOKED),
+                )
+            except UpdateError as exc:
+                if _conditional_failed(exc):
+                    continue
+                raise
             details: dict[str, Any] = {"via": "trust", "policy_id": pid}
             if kid != root_key_id:
                 details["cascade_from"] = root_key_id
