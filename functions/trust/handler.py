@@ -16,6 +16,8 @@ import json
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
+from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.exceptions import PynamoDBException
 
 from functions.common.observability import MetricUnit, log_metrics, logger, metrics
 from functions.gate.store import DependencyError
@@ -93,8 +95,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         metrics.add_dimension(name="outcome", value=exc.error)
         metrics.add_metric(name="TokenExchange", unit=MetricUnit.Count, value=1)
         return _error(exc, retry_after=60 if exc.status in (429, 503) else None)
-    except DependencyError as exc:
-        logger.error("token exchange failed: dependency", extra={"error": str(exc)})
+    except (DependencyError, PynamoDBException, BotoCoreError, ClientError) as exc:
+        # DynamoDB failed (the gate's calls, or the key service's through pynamodb): refused,
+        # nothing issued -- a key half-written is never usable (functions/keys/lifecycle.py)
+        logger.error("token exchange failed: dependency", extra={"error": str(exc)[:200]})
         metrics.add_metric(name="TokenExchangeDependencyFailure", unit=MetricUnit.Count, value=1)
         return _error(TokenError("temporarily_unavailable", "storage unavailable; retry", 503), 1)
     logger.info("token exchanged", extra={"key_id": answer["key_id"]})

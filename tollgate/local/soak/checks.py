@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Sized
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from tollgate.local.soak.model import ECHO, HOST, ROUTE_OF, KeyInfo, Row, route_family
+from tollgate.local.soak.model import ECHO, HOST, KEYS, ROUTE_OF, KeyInfo, Row, route_family
 
 if TYPE_CHECKING:
     from tollgate.local.soak.harness import Soak
@@ -161,6 +161,9 @@ class Checker:
         self.secrets()
         self.errors()
         self.injected()
+        from tollgate.local.soak.trust import check as trust_rows
+
+        trust_rows(self)  # issue 15: exchanged keys expiring, a policy deleted mid-run
         return self.rows
 
     # -- traffic -------------------------------------------------------------------------
@@ -428,7 +431,9 @@ class Checker:
     # -- invariant 3 ------------------------------------------------------------------------
     def revocation(self) -> None:
         keys = self.soak.keys
-        stopped = sorted(k.label for k in keys.values() if k.stopped_at is not None)
+        # the mid-run stops (exchanged keys stop too, on expiry: group "8 trust")
+        stopped = sorted(k.label for k in keys.values() if k.stopped_at is not None
+                         and k.label in KEYS)  # fmt: skip
         late = [
             f"{info.label} {s.auth_t0 - (info.stopped_at or 0):.3f}s after"
             for s in self.admitted
