@@ -32,7 +32,9 @@ def scan(table: str) -> Iterator[dict[str, Any]]:
     from functions.common import ddb
 
     client = ddb.client()
-    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    # Small pages: one 1 MB page of the keys table took more than the client's 5 s read
+    # timeout on a busy 2-core machine (moto serialises every request).
+    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True, "Limit": 250}
     while True:
         page = client.scan(**kwargs)
         for item in page.get("Items", []):

@@ -156,7 +156,14 @@ class TrustTraffic:
         draw = {DRAW_HEADER: f"trust.{self._n}.{len(self.replays)}",
                 "Content-Type": "application/x-www-form-urlencoded"}  # fmt: skip
         t0 = time.time()
-        status, rid, data, _ = self.soak._http("POST", "/v1/auth/token", None, form, draw)
+        try:
+            status, rid, data, _ = self.soak._http("POST", "/v1/auth/token", None, form, draw)
+        except Exception as exc:  # no HTTP answer (timeout, connection): recorded, as _client
+            sent = Sent("http", "-", "token-exchange", 0, t0=t0, t1=time.time(),
+                        error=f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip
+            with self.soak._lock:
+                self.soak.sent.append(sent)
+            return sent, {}
         try:
             body = json.loads(data)
         except ValueError:
@@ -172,9 +179,16 @@ class TrustTraffic:
         doc = {"model": ECHO, "messages": [{"role": "user", "content": "exchanged key"}]}
         draw = {DRAW_HEADER: f"trust.use.{info.label}.{time.monotonic_ns()}"}
         t0 = time.time()
-        status, rid, data, code = self.soak._http(
-            "POST", "/v1/chat/completions", info, json.dumps(doc).encode(), draw
-        )
+        try:
+            status, rid, data, code = self.soak._http(
+                "POST", "/v1/chat/completions", info, json.dumps(doc).encode(), draw
+            )
+        except Exception as exc:  # no HTTP answer: recorded (the traffic rows count it)
+            sent = Sent("http", info.label, "chat", 0, t0=t0, t1=time.time(),
+                        error=f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip
+            with self.soak._lock:
+                self.soak.sent.append(sent)
+            return
         tokens = 0
         if status == 200:
             tokens = int(json.loads(data).get("usage", {}).get("total_tokens", 0))
