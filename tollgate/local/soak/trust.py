@@ -4,8 +4,9 @@ all through the run, under the same faults, and uses each key it gets:
 
 * policy ``expiring``: keys live ``ttl`` seconds (a quarter of the run, at least 5 s), so
   keys issued early expire mid-run and the client goes on using them after their expiry;
-* policy ``doomed``: deleted (``KeyService.delete_trust_policy``) at 55 % of the run; the
-  client then uses every key it issued, on their very next request;
+* policy ``doomed``: deleted (``KeyService.delete_trust_policy``) at 55 % of the run (or
+  at the end, if the machine was too slow to get there); the client then uses every key it
+  issued, on their very next request; at the end it also uses an expired key;
 * every other exchange the client replays a token already exchanged.
 
 Each exchanged key is registered as a soak key (``x-expiring-N``, ``x-doomed-N``) whose
@@ -87,7 +88,10 @@ class TrustTraffic:
         delete_at = time.monotonic() + DELETE_AT * self.soak.config.duration_s
         held: list[KeyInfo] = []
         used_tokens: list[str] = []
-        while time.monotonic() < deadline and not self.soak._stop.is_set():
+        cfg = self.soak.config
+        while not self.soak._stop.is_set() and (
+            time.monotonic() < deadline or self.soak._sent_count < cfg.min_requests
+        ):
             if self.deleted_at is None and time.monotonic() >= delete_at:
                 self._delete()
                 for info in [k for k in held if self.issued[k.label] == "doomed"]:
@@ -107,6 +111,20 @@ class TrustTraffic:
             for info in held[-8:]:
                 self._use(info)
             time.sleep(PERIOD_S)
+        self._finish(held)
+
+    def _finish(self, held: list[KeyInfo]) -> None:
+        """However slow the run was, each check has something to check: the policy deleted
+        and its keys used after, and an expired key used after its expiry."""
+        if self.deleted_at is None:
+            self._delete()
+            for info in [k for k in held if self.issued[k.label] == "doomed"]:
+                self._use(info)
+        expiring = [k for k in held if self.issued[k.label] == "expiring"]
+        if expiring and not any(k.stopped_at and time.time() > k.stopped_at for k in expiring):
+            time.sleep(max(0.0, (expiring[0].stopped_at or 0) - time.time()) + 1.0)
+        if expiring:
+            self._use(expiring[0])
 
     def _delete(self) -> None:
         from functions.keys import KeyService
