@@ -93,11 +93,10 @@ class TrustTraffic:
             time.monotonic() < deadline or self.soak._sent_count < cfg.min_requests
         ):
             if self.deleted_at is None and time.monotonic() >= delete_at:
-                self._delete()
-                for info in [k for k in held if self.issued[k.label] == "doomed"]:
-                    self._use(info)  # their very next request
+                self._delete_policy(held)
             self._n += 1
-            name = "doomed" if self.deleted_at is None and self._n % 3 == 0 else "expiring"
+            # the first of every three for "doomed" (so even a slow run issues it a key)
+            name = "doomed" if self.deleted_at is None and self._n % 3 == 1 else "expiring"
             sub = f"{'job' if name == 'doomed' else 'ci'}-{self._n}"
             token = self.issuer.mint(sub, AUDIENCE)
             sent, body = self._exchange(token)
@@ -117,14 +116,27 @@ class TrustTraffic:
         """However slow the run was, each check has something to check: the policy deleted
         and its keys used after, and an expired key used after its expiry."""
         if self.deleted_at is None:
-            self._delete()
-            for info in [k for k in held if self.issued[k.label] == "doomed"]:
-                self._use(info)
+            self._delete_policy(held)
         expiring = [k for k in held if self.issued[k.label] == "expiring"]
         if expiring and not any(k.stopped_at and time.time() > k.stopped_at for k in expiring):
             time.sleep(max(0.0, (expiring[0].stopped_at or 0) - time.time()) + 1.0)
         if expiring:
             self._use(expiring[0])
+
+    def _delete_policy(self, held: list[KeyInfo]) -> None:
+        """Delete ``doomed`` -- with a key of it issued first if none was yet (a slow run,
+        faults) -- then use each of its keys: their very next request."""
+        for n in range(5):
+            if any(self.issued[k.label] == "doomed" for k in held):
+                break
+            self._n += 1
+            sent, body = self._exchange(self.issuer.mint(f"job-last-{n}", AUDIENCE))
+            self.exchanges.append(sent)
+            if sent.status == 200:
+                held.append(self._register("doomed", body))
+        self._delete()
+        for info in [k for k in held if self.issued[k.label] == "doomed"]:
+            self._use(info)
 
     def _delete(self) -> None:
         from functions.keys import KeyService
