@@ -26,6 +26,7 @@ SECTIONS = (
     "package",
     "soak",
     "peers",
+    "keyattrs",  # issue 15: networks, tags, per-key limits (bench/keyattrs.py)
     "trust",  # issue 15: the OIDC token exchange (bench/trust.py)
 )
 HERE = Path(__file__).parent

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from functions.api.errors import LimitVerdict, NotAuthorized, ServiceUnavailable
@@ -72,6 +72,8 @@ class Caller:
     started: float  # time.monotonic() when the API started on the request
 
     shard: int = 0
+    # keyattrs: the key's tags (``{k: v}``, fixed for the key's life), into every usage event
+    tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_test(self) -> bool:
@@ -120,4 +122,12 @@ class Caller:
             user_agent=user_agent[:USER_AGENT_MAX] or "-",
             request_time_ms=request_time_ms,
             started=time.monotonic(),
+            tags=_tag_map(ctx),
         )
+
+
+def _tag_map(ctx: GateContext) -> dict[str, str]:
+    try:
+        return ctx.tag_map
+    except MalformedContext as exc:
+        raise ServiceUnavailable(str(exc)) from None

@@ -137,6 +137,8 @@ class UsageRecorder:
             "user_agent": c.user_agent,
             "delivery": self.delivery,
             **({"estimated": True} if self.estimated else {}),
+            # -- keyattrs: the key's tags, ``{k: v}`` (absent when it has none) --
+            **({"tags": dict(c.tags)} if c.tags else {}),
         }
 
     def write(self) -> Outcome:

@@ -46,6 +46,15 @@ class AuthorizerUnavailable(Exception):
     """DynamoDB could not answer: API Gateway answers AUTHORIZER_FAILURE (503)."""
 
 
+def source_ip(event: APIGatewayAuthorizerRequestEvent) -> object:
+    """API Gateway's ``requestContext.identity.sourceIp`` as given (the peer it saw; never a
+    client-written header such as X-Forwarded-For). Checked by ``functions/gate/sources.py``,
+    which refuses a missing or malformed one for a key bound to networks."""
+    context = event.get("requestContext")
+    identity = context.get("identity") if isinstance(context, dict) else None
+    return identity.get("sourceIp") if isinstance(identity, dict) else None
+
+
 def decide(
     event: APIGatewayAuthorizerRequestEvent, now: float
 ) -> tuple[logic.Decision, GateContext]:
@@ -68,11 +77,12 @@ def decide(
         environment=facts.environment,
         scopes=",".join(sorted(facts.scopes)),
         operation=route.operation,
+        tags=facts.tags,
     )
     refusal = logic.check_facts(facts, parsed, route, now)
     if refusal is not None:
         return refusal, ctx
-    result = gate_store.admit(facts, route, now)
+    result = gate_store.admit(facts, route, now, source_ip(event))
     if not isinstance(result, Admission):
         return result, ctx
     shard, key = result.shard_item, result.key_item

@@ -251,6 +251,8 @@ class UsageEvent(Model):
     # True: the tokens are the reservation's upper bound, not the provider's own count (it
     # timed out, its stream was cut or unreadable: functions/api/chat.py). Absent: exact.
     estimated = BooleanAttribute(null=True)
+    # -- keyattrs: the key's tags ({k: v}, functions/common/tags.py; absent: none) --------
+    tags = MapAttribute[str, Any](null=True)
     by_tenant = UsageByTenant()
     by_key = UsageByKey()
 

@@ -100,6 +100,31 @@ def set_status(
     return True
 
 
+def set_key_rpm(table: str, key_id: str, parent_key_id: str | None, rpm: int | None) -> bool:
+    """Set (or, with None, remove) a key's own per-minute limit ``kr`` (keyattrs). False if
+    the key has no item or is revoked."""
+    names = {"#s": it.STATUS, "#kr": it.KEY_RPM}
+    values: dict[str, Any] = {":revoked": {"S": it.REVOKED}}
+    if rpm is None:
+        expression = "REMOVE #kr"
+    else:
+        expression = "SET #kr = :kr"
+        values[":kr"] = _n(rpm)
+    try:
+        call(
+            "update_item",
+            TableName=table,
+            Key=it.key_address(key_id, parent_key_id),
+            UpdateExpression=expression,
+            ConditionExpression="attribute_exists(#s) AND #s <> :revoked",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+    except ConditionFailed:
+        return False
+    return True
+
+
 def set_parent_status(table: str, key_id: str, parent_key_id: str, status: str) -> None:
     """Record on a delegated key the status of its parent (the authorizer checks it)."""
     call(

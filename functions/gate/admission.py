@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from functions.common import tags as tagrules
 from functions.common.routes import Route
 from functions.gate import decisions as d
 from functions.gate import items as it
@@ -50,9 +51,11 @@ class Facts:
     parent_key_id: str | None
     expires_at: int | None
     serial: int
+    tags: str = ""  # keyattrs: the key's tags, ``k=v,k=v`` (functions/common/tags.py)
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Facts:
+        raw_tags = item.get("tags") or {}
         return cls(
             key_id=item["key_id"],
             tenant_id=item["tenant_id"],
@@ -62,6 +65,7 @@ class Facts:
             parent_key_id=item.get("parent_key_id") or None,
             expires_at=int(item["expires_at"]) if item.get("expires_at") is not None else None,
             serial=int(item["serial"]),
+            tags=tagrules.encode({str(k): str(v) for k, v in raw_tags.items()}),
         )
 
 
@@ -87,8 +91,15 @@ class KeyWindow:
 def key_update(
     table: str, facts: Facts, now: float, rpm: int | None, window: KeyWindow
 ) -> dict[str, Any]:
-    """The conditional write that checks the key and counts the request in its minute."""
-    names = {"#s": it.STATUS, "#n": it.SERIAL, "#g": it.GRACE, "#w": it.WINDOW, "#c": it.COUNT}
+    """The conditional write that checks the key and counts the request in its minute.
+
+    The per-minute limit is the key's own ``kr`` when it has one (``keys set-limit``,
+    higher or lower than the plan's), else the plan's ``rpm`` (as this container last saw
+    it; the shard write pins it). Both are read in the same condition, so an override is
+    exact from the request after it is written.
+    """
+    names = {"#s": it.STATUS, "#n": it.SERIAL, "#g": it.GRACE, "#w": it.WINDOW, "#c": it.COUNT,
+             "#kr": it.KEY_RPM}  # fmt: skip
     values: dict[str, Any] = {
         ":active": {"S": it.ACTIVE},
         ":serial": _n(facts.serial),
@@ -105,15 +116,19 @@ def key_update(
     if window.stale:
         conditions.append("#w < :minute")
         sets = "#w = :minute, #c = :one"
-        if rpm is not None:  # a limit of 0 admits nothing, even in a fresh minute
-            values[":rpm"] = _n(rpm)
-            conditions.append(":one <= :rpm")
+        # a limit of 0 admits nothing, even in a fresh minute
+        if rpm is not None and rpm < 1:  # only an override of at least 1 admits
+            conditions.append("#kr >= :one")
+        else:
+            conditions.append("(attribute_not_exists(#kr) OR #kr >= :one)")
     else:
         conditions.append("#w = :minute")
         sets = "#c = #c + :one"
-        if rpm is not None:
+        if rpm is None:
+            conditions.append("(attribute_not_exists(#kr) OR #c < #kr)")
+        else:
             values[":rpm"] = _n(rpm)
-            conditions.append("#c < :rpm")
+            conditions.append("((attribute_not_exists(#kr) AND #c < :rpm) OR #c < #kr)")
     return {
         "TableName": table,
         "Key": it.key_address(facts.key_id, facts.parent_key_id),
@@ -123,6 +138,12 @@ def key_update(
         "ExpressionAttributeValues": values,
         **RETURN_NEW,
     }
+
+
+def key_rpm(item: Mapping[str, Any], rpm: int | None) -> int | None:
+    """The per-minute limit of a key item: its own override (``kr``) or the plan's."""
+    own = num(item.get(it.KEY_RPM))
+    return rpm if own is None else own
 
 
 def key_uncount(table: str, facts: Facts, minute: int) -> dict[str, Any]:
@@ -160,7 +181,8 @@ def diagnose_key(
     minute, stored = it.minute_window(now), int(old.get(it.WINDOW, 0))
     stale = stored < minute
     count = 0 if stale else int(old.get(it.COUNT, 0))
-    if rpm is not None and count >= rpm:
+    limit = key_rpm(old, rpm)
+    if limit is not None and count >= limit:
         return d.rate_limited(it.seconds_to_next_minute(now))
     return KeyWindow(stale, max(minute, stored))
 

@@ -36,6 +36,18 @@ class GateContext:
     code: str = ""
     message: str = ""
     type: str = ""
+    # -- keyattrs: the key's tags, ``k=v,k=v`` sorted (functions/common/tags.py; "" none) --
+    tags: str = ""
+
+    @property
+    def tag_map(self) -> dict[str, str]:
+        """The key's tags as a mapping (``{}`` for none)."""
+        from functions.common import tags as tagrules
+
+        try:
+            return tagrules.decode(self.tags)
+        except tagrules.BadTag:
+            raise MalformedContext("The authorization context is malformed (tags).") from None
 
     def to_context(self) -> dict[str, str]:
         """Every value as a string: API Gateway hands the integration strings anyway."""

@@ -52,6 +52,11 @@ PARENT_INACTIVE: Final = _deny(
     "parent_key_inactive", "The key this key was delegated from is no longer active."
 )
 TENANT_INACTIVE: Final = _deny("tenant_inactive", "The tenant of this API key is not active.")
+# keyattrs: the request's source address is outside the key's --allow-cidr networks
+SOURCE_NOT_ALLOWED: Final = _deny(
+    "source_not_allowed",
+    "The API key may not be used from this network address (it is bound to other networks).",
+)
 
 
 def wrong_environment(env: str, route: Route) -> Decision:

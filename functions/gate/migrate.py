@@ -73,8 +73,12 @@ def key_item_of(
     entry: dict[str, Any],
     parent_status: str | None,
     expires_at: int | None,
+    allow_cidrs: list[str] | None = None,
+    requests_per_minute: int | None = None,
 ) -> dict[str, Any]:
-    """The key item a 0.1.0 gate entry becomes (pure)."""
+    """The key item a 0.1.0 gate entry becomes (pure). ``allow_cidrs`` and
+    ``requests_per_minute``: the key's networks and per-key limit from its ``Key`` record
+    (keyattrs), kept on the item the authorizer enforces them from."""
     parent = entry.get("p") or None
     item: dict[str, Any] = {
         **it.key_address(key_id, parent),
@@ -91,6 +95,10 @@ def key_item_of(
         item[it.PARENT_STATUS] = {"S": parent_status}
     if expires_at is not None:
         item[it.EXPIRES] = _n(expires_at)
+    if allow_cidrs:
+        item[it.ALLOW_CIDRS] = {"L": [{"S": str(c)} for c in allow_cidrs]}
+    if requests_per_minute is not None:
+        item[it.KEY_RPM] = _n(requests_per_minute)
     return item
 
 
@@ -121,12 +129,18 @@ def _plan(plans_table: str, name: str) -> dict[str, Any]:
     return ddb.item_from_ddb(resp["Item"]) if "Item" in resp else {}
 
 
-def _expiry(keys_table: str, key_id: str) -> int | None:
+def _record(keys_table: str, key_id: str) -> dict[str, Any]:
+    """What the key's ``Key`` record adds to its item: expiry, networks, per-key limit."""
     resp = call(
         "get_item", TableName=keys_table, Key={"key_id": {"S": key_id}}, ConsistentRead=True
     )
-    value = ddb.item_from_ddb(resp.get("Item") or {}).get("expires_at")
-    return None if value is None else int(value)
+    record = ddb.item_from_ddb(resp.get("Item") or {})
+    value, rpm = record.get("expires_at"), record.get("requests_per_minute")
+    return {
+        "expires_at": None if value is None else int(value),
+        "allow_cidrs": [str(c) for c in record.get("allow_cidrs") or []] or None,
+        "requests_per_minute": None if rpm is None else int(rpm),
+    }
 
 
 def _limit(value: Any) -> int | None:
@@ -179,7 +193,7 @@ def _migrate_tenant(
         entry = entries[key_id]
         parent = entry.get("p") or None
         parent_status = str((entries.get(parent) or {}).get("s") or it.REVOKED) if parent else None
-        item = key_item_of(tenant_id, key_id, entry, parent_status, _expiry(keys_table, key_id))
+        item = key_item_of(tenant_id, key_id, entry, parent_status, **_record(keys_table, key_id))
         if report.dry_run:
             report.keys_written += 1
             continue

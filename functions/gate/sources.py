@@ -95,8 +95,21 @@ def source_address(value: object) -> Address | None:
 
 
 @lru_cache(maxsize=4096)
-def _networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+def _ranges(cidrs: tuple[str, ...]) -> tuple[tuple[int, int, int], ...]:
+    """A stored list as ``(version, first, last)`` integer ranges (cached: the hot path
+    compares integers, not ``ipaddress`` objects)."""
+    out = []
+    for text in cidrs:
+        network = ipaddress.ip_network(text, strict=False)
+        first = int(network.network_address)
+        out.append((network.version, first, first + network.num_addresses - 1))
+    return tuple(out)
+
+
+@lru_cache(maxsize=4096)
+def _source(value: str) -> tuple[int, int] | None:
+    address = source_address(value)
+    return None if address is None else (address.version, int(address))
 
 
 def allows(cidrs: Sequence[str] | None, source_ip: object) -> bool:
@@ -104,11 +117,13 @@ def allows(cidrs: Sequence[str] | None, source_ip: object) -> bool:
     source. A list and no (or a malformed) source address: refused (fail closed)."""
     if not cidrs:
         return True
-    address = source_address(source_ip)
-    if address is None:
+    ok = isinstance(source_ip, str) and len(source_ip) <= MAX_CIDR_TEXT
+    source = _source(source_ip) if ok else None
+    if source is None:
         return False
     try:
-        networks = _networks(tuple(str(c) for c in cidrs))
+        ranges = _ranges(tuple(str(c) for c in cidrs))
     except ValueError:  # a corrupt stored list refuses, never admits
         return False
-    return any(address.version == n.version and address in n for n in networks)
+    version, ip = source
+    return any(v == version and first <= ip <= last for v, first, last in ranges)

@@ -20,13 +20,15 @@ from typing import Any, Final
 from functions.common import ddb
 from functions.common.routes import Route
 from functions.gate import admission as ad
+from functions.gate import decisions as d
 from functions.gate import items as it
+from functions.gate import sources
 from functions.gate.decisions import ALLOW, Decision
 
 CACHE_SIZE: Final = 10_000
 ATTEMPTS: Final = 6
 _FACT_FIELDS: Final = (
-    "key_id, tenant_id, environment, principal, scopes, parent_key_id, expires_at, serial"
+    "key_id, tenant_id, environment, principal, scopes, parent_key_id, expires_at, serial, tags"
 )
 
 
@@ -138,6 +140,9 @@ class GateStore:
         # Guesses that save a round trip; the conditions on the items decide.
         self._minute: dict[str, int] = {}
         self._views: dict[tuple[str, str], ad.ShardView] = {}
+        # keyattrs: each key's networks as its item last returned them (immutable for the
+        # key's life, so a source this refused is refused again without any write)
+        self._cidrs: OrderedDict[str, tuple[str, ...]] = OrderedDict()
 
     def facts(self, secret_hash: str) -> ad.Facts | None:
         cached = self._facts.get(secret_hash)
@@ -179,12 +184,23 @@ class GateStore:
             self._views.clear()
         self._views[(facts.tenant_id, facts.environment)] = view
 
-    def admit(self, facts: ad.Facts, route: Route, now: float) -> Admission | Decision:
+    def admit(
+        self, facts: ad.Facts, route: Route, now: float, source_ip: object = None
+    ) -> Admission | Decision:
         """Check and count one request (key write, then shard write); a refusal otherwise.
 
         A refusal by the shard gives back what the key write counted (once: a lost answer
         leaves it counted, which can only refuse early, never admit over a limit).
+
+        ``source_ip``: API Gateway's ``sourceIp``, checked against the key's networks (``ac``)
+        as the key write returns them: no round trip of its own. A source outside them is
+        refused before the shard write (the tenant's month is never counted) and the key's
+        minute count is given back (one more write, on that refusal path only); once a
+        container has seen a key's networks, a refused source costs no write at all.
         """
+        cidrs = self._cidrs.get(facts.key_id)
+        if cidrs is not None and not sources.allows(cidrs, source_ip):
+            return d.SOURCE_NOT_ALLOWED
         view = self._view(facts)
         minute = it.minute_window(now)
         window = ad.KeyWindow(self._minute.get(facts.key_id) != minute, minute)
@@ -200,6 +216,8 @@ class GateStore:
                     resp = call("update_item", **ad.key_update(self.table, facts, now, view.rpm,
                                                                window))  # fmt: skip
                 except ConditionFailed as failed:
+                    if failed.old and not self._source_ok(facts, failed.old, source_ip):
+                        return d.SOURCE_NOT_ALLOWED  # nothing was counted
                     found = ad.diagnose_key(failed.old, facts, now, view.rpm)
                     if found is None:
                         return self._missing_key(facts)
@@ -210,6 +228,9 @@ class GateStore:
                 key_item = ddb.item_from_ddb(resp["Attributes"])
                 window = ad.KeyWindow(False, int(key_item[it.WINDOW]))
                 self._minute[facts.key_id] = window.minute
+                if not self._source_ok(facts, key_item, source_ip):
+                    self._give_back(facts, window.minute)
+                    return d.SOURCE_NOT_ALLOWED
             if index is None or index >= view.shards:  # the same shard after a borrow
                 index = random.randrange(view.shards)
             try:
@@ -251,6 +272,14 @@ class GateStore:
             return ad.exhausted(borrowing.counter, facts, now)
         raise DependencyError("the gate kept changing under this request")
 
+    def _source_ok(self, facts: ad.Facts, item: Mapping[str, Any], source_ip: object) -> bool:
+        """Whether the key item's networks (``ac``) admit ``source_ip``; remembers them."""
+        cidrs = tuple(str(c) for c in item.get(it.ALLOW_CIDRS) or ())
+        self._cidrs[facts.key_id] = cidrs
+        if len(self._cidrs) > CACHE_SIZE:
+            self._cidrs.popitem(last=False)
+        return sources.allows(cidrs, source_ip)
+
     def _give_back(self, facts: ad.Facts, minute: int) -> None:
         with contextlib.suppress(ConditionFailed, DependencyError):
             # left counted: an early refusal at worst, never an admission over a limit
@@ -259,7 +288,5 @@ class GateStore:
     def _missing_key(self, facts: ad.Facts) -> Decision:
         """No key item: a key never completed (refused as revoked, as 0.1.0 did), unless
         the tenant itself has no shards yet (not migrated: unavailable, retry)."""
-        from functions.gate import decisions as d
-
         self._view(facts)  # raises GatePending when the tenant has no shards
         return d.KEY_REVOKED

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from functions.keys.audit import NO_ID, AuditMixin, _sanitize, default_actor
 from functions.keys.lifecycle import DEFAULT_GRACE, OLD_SECRET_RETENTION, LifecycleMixin
+from functions.keys.limits import LimitsMixin
 from functions.keys.plans import PlansMixin
 from functions.keys.revocation import RevocationMixin
 from functions.keys.seed import SeedMixin
@@ -52,7 +53,14 @@ __all__ = [
 
 
 class KeyService(
-    SeedMixin, PlansMixin, TenantsMixin, TrustMixin, LifecycleMixin, RevocationMixin, AuditMixin
+    SeedMixin,
+    PlansMixin,
+    TenantsMixin,
+    TrustMixin,
+    LifecycleMixin,
+    LimitsMixin,
+    RevocationMixin,
+    AuditMixin,
 ):
     """Plans, tenants, keys and audit. Stateless apart from an injectable clock.
 
@@ -60,7 +68,7 @@ class KeyService(
     :func:`functions.common.models.bind_tables`); connections are built on first use.
 
     Each concern lives in its own module: ``plans``, ``tenants``, ``lifecycle`` (issue,
-    delegate, rotate), ``revocation`` (revoke, suspend, reinstate), ``trust`` (trust
-    policies for the OIDC token exchange), ``audit`` and ``seed``,
-    over the shared lookups of ``base``.
+    delegate, rotate), ``limits`` (per-key limit overrides), ``revocation`` (revoke,
+    suspend, reinstate), ``trust`` (trust policies for the OIDC token exchange),
+    ``audit`` and ``seed``, over the shared lookups of ``base``.
     """

@@ -84,12 +84,55 @@ class LineItem:
         }
 
 
+# -- keyattrs: the per-tag breakdown ------------------------------------------------------
+TAG_NOTE: Final = (
+    "Usage by key tag: each request counts once under every tag of its key, so these rows "
+    "overlap and do not add up to the total; untagged usage appears in none."
+)
+
+
+@dataclass(frozen=True)
+class TagItem:
+    """The month's live usage of the keys tagged ``key=value`` (a ``tag`` rollup item)."""
+
+    key: str
+    value: str
+    counters: Counters
+
+    def as_dict(self) -> dict[str, Any]:
+        c = self.counters
+        return {
+            "tag": f"{self.key}={self.value}",
+            "tag_key": self.key,
+            "tag_value": self.value,
+            "requests": c.requests,
+            "errors": c.errors,
+            "prompt_tokens": c.prompt_tokens,
+            "completion_tokens": c.completion_tokens,
+            "estimated": c.estimated,
+            "amount_usd": usd(c.cost_micros),
+            "amount_micros": c.cost_micros,
+        }
+
+
+def tag_items(values: Iterable[tuple[str, Counters]]) -> tuple[TagItem, ...]:
+    items = []
+    for value, counters in values:
+        key, _, tag_value = value.partition("=")
+        items.append(TagItem(key, tag_value, counters))
+    return tuple(sorted(items, key=lambda i: (i.key, i.value)))
+
+
+# -- end keyattrs ----------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Statement:
     tenant_id: str
     period: str
     lines: tuple[LineItem, ...]
     generated_at: str
+    tags: tuple[TagItem, ...] = ()  # keyattrs: the per-tag breakdown (JSON and table only)
 
     @property
     def totals(self) -> Counters:
@@ -117,6 +160,9 @@ class Statement:
                 "amount_micros": t.cost_micros,
             },
             "note": ROUNDING_NOTE,
+            # keyattrs: usage by key tag (overlapping rows; not in the CSV's invoice lines)
+            "by_tag": [item.as_dict() for item in self.tags],
+            "by_tag_note": TAG_NOTE,
         }
 
     def to_csv(self) -> str:
@@ -141,15 +187,17 @@ def build(
     total: Counters | None,
     prices: Callable[[str], Prices | None],
     generated_at: str,
+    tag_lines: Iterable[tuple[str, Counters]] = (),
 ) -> Statement:
     """A statement from the month's line rollups (``(line value, counters)``) and its
-    ``all`` rollup (``total``; None when the tenant had no live usage)."""
+    ``all`` rollup (``total``; None when the tenant had no live usage); ``tag_lines``: the
+    month's ``tag`` rollups (``(k=v, counters)``), shown as a breakdown beside the lines."""
     items = []
     for value, counters in lines:
         model, principal, plan = parse_line_value(value)
         items.append(LineItem(model, principal, plan, counters, prices(plan)))
     items.sort(key=lambda i: (i.model, i.principal, i.plan))
-    statement = Statement(tenant_id, period, tuple(items), generated_at)
+    statement = Statement(tenant_id, period, tuple(items), generated_at, tag_items(tag_lines))
     if statement.totals != (total or Counters()):
         raise StatementMismatch(
             f"line items of {tenant_id} {period} do not add up to the month's total "

@@ -21,9 +21,12 @@ dimension      value                       events counted
 ``test``       ``-``                       the tenant's test-environment events
 ``line``       model|principal|plan        live events; month granularity only: the line
                                            items of a statement (percent-encoded parts)
+``tag``        ``k=v``                     live events of keys tagged ``k=v`` (one item per
+                                           tag of the key; a key has at most 8 tags,
+                                           functions/common/tags.py)
 =============  ==========================  =============================================
 
-Test-environment usage never reaches ``all``, ``principal``, ``model`` or ``line``, so no
+Test-environment usage never reaches ``all``, ``principal``, ``model``, ``line`` or ``tag``, so no
 statement or billable total can include it (docs/design.md invariant 5); it stays visible per
 key and as the tenant's ``test`` total.
 """
@@ -38,12 +41,14 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 from urllib.parse import quote, unquote
 
+from functions.common import tags as tagrules
+
 GRANULARITIES: Final = ("hour", "day", "month")
 BILLABLE_ENVIRONMENT: Final = "live"
 TOTAL: Final = "-"
 # Dimensions a caller may group by, and the tenant-wide ones that hold only live usage.
-DIMENSIONS: Final = ("all", "key", "principal", "model", "test", "line")
-BILLABLE_DIMENSIONS: Final = frozenset({"all", "principal", "model", "line"})
+DIMENSIONS: Final = ("all", "key", "principal", "model", "test", "line", "tag")
+BILLABLE_DIMENSIONS: Final = frozenset({"all", "principal", "model", "line", "tag"})
 
 _PERIOD_FORMATS: Final = {"hour": "%Y-%m-%dT%H", "day": "%Y-%m-%d", "month": "%Y-%m"}
 
@@ -69,6 +74,8 @@ class UsageFact:
     cost_micros: int = 0
     error: bool = False
     estimated: bool = False  # tokens at the reservation's upper bound (functions/api/usage.py)
+    # -- keyattrs: the key's tags as dimension values, ``("k=v", ...)`` sorted --
+    tags: tuple[str, ...] = ()
 
     @property
     def billable(self) -> bool:
@@ -110,7 +117,23 @@ class UsageFact:
             cost_micros=count("cost_micros"),
             error=item.get("status", "ok") != "ok",
             estimated=item.get("estimated") is True,
+            tags=_tag_values(item.get("tags")),
         )
+
+
+def _tag_values(raw: Any) -> tuple[str, ...]:
+    """keyattrs: an event's ``tags`` map as rollup dimension values (``k=v``)."""
+    if raw is None:
+        return ()
+    if hasattr(raw, "as_dict"):  # a pynamodb MapAttribute (a query result)
+        raw = raw.as_dict()
+    if not isinstance(raw, Mapping):
+        raise MalformedEvent("usage event with invalid tags")
+    try:
+        checked = tagrules.validate({str(k): v for k, v in raw.items()})
+    except tagrules.BadTag:
+        raise MalformedEvent("usage event with invalid tags") from None
+    return tuple(tagrules.dimension_values(checked))
 
 
 @dataclass(slots=True)
@@ -198,6 +221,7 @@ def rollup_keys(fact: UsageFact) -> list[RollupKey]:
     dims: list[tuple[str, str]] = [("key", fact.key_id)]
     if fact.billable:
         dims += [("all", TOTAL), ("principal", fact.principal), ("model", fact.model)]
+        dims += [("tag", value) for value in fact.tags]  # keyattrs
     else:
         dims.append(("test", TOTAL))
     keys = [

@@ -49,7 +49,7 @@ def events(tenant_id: str, start_ms: int, end_ms: int) -> Iterator[dict[str, Any
 
 # -- usage rows ------------------------------------------------------------------------
 
-_GROUP_FIELD = {"key": "key_id", "principal": "principal", "model": "model"}
+_GROUP_FIELD = {"key": "key_id", "principal": "principal", "model": "model", "tag": "tag"}
 
 
 def check_period(granularity: str, period: str | None) -> None:
@@ -75,10 +75,12 @@ def usage_rows(
     period: str | None = None,
     dimension: str = "all",
     value: str | None = None,
+    tag_key: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows of one dimension (``all``, ``key``, ``principal``, ``model`` or ``test``), for
-    every period of ``granularity`` inside ``period`` (all periods if None), oldest first.
-    ``value`` keeps one key / principal / model."""
+    """Rows of one dimension (``all``, ``key``, ``principal``, ``model``, ``tag`` or
+    ``test``), for every period of ``granularity`` inside ``period`` (all periods if None),
+    oldest first. ``value`` keeps one key / principal / model / tag (``k=v``); ``tag_key``
+    keeps the tags with that key (``--by tag:k``: one row per value of ``k``)."""
     check_period(granularity, period)
     if dimension not in ("all", "test", *_GROUP_FIELD):
         raise UsageQueryError(f"cannot group usage by {dimension!r}")
@@ -86,6 +88,8 @@ def usage_rows(
     for key, counters in rollups(tenant_id, f"{granularity}#{period or ''}"):
         _, row_period, row_dim, row_value = key.parts
         if row_dim != dimension or (value is not None and row_value != value):
+            continue
+        if tag_key is not None and row_value.partition("=")[0] != tag_key:
             continue
         row: dict[str, Any] = {
             "tenant_id": tenant_id,

@@ -71,7 +71,19 @@ def every_command(trace: str) -> list[Command]:
     gha = "https://token.actions.githubusercontent.com"
     trusted = svc.create_trust_policy("acme", issuer_url=gha, audience_value="tollgate",
                                       subject="repo:acme/*", actor="test")  # fmt: skip
+    bound = svc.create_key("acme", allow_cidrs=["10.0.0.0/8"], tags={"team": "a"}, actor="test")
+    keyattrs: list[Command] = [  # issue 15: networks, tags, per-key limits
+        (["keys", "create", "--tenant", "acme", "--allow-cidr", "10.0.0.0/8,2001:db8::/32",
+          "--tag", "team=search", "--tag", "cc=42"], None),
+        (["keys", "delegate", bound["key_id"], "--principal", "agent", "--allow-cidr",
+          "10.1.0.0/16", "--tag", "job=ci"], None),
+        (["keys", "set-limit", bound["key_id"], "--requests-per-minute", "5"], None),
+        (["keys", "set-limit", bound["key_id"], "--requests-per-minute", "none"], None),
+        (["usage", "--tenant", "acme", "--by", "tag:team"], None),
+        (["usage", "--tenant", "acme", "--tag", "team=a"], None),
+    ]  # fmt: skip
     return [
+        *keyattrs,
         (["plans", "create", "basic"], None),
         (["plans", "list"], None),
         (["plans", "show", "pro"], None),
@@ -112,6 +124,7 @@ def every_command(trace: str) -> list[Command]:
         (["usage", "dead-letters", "--source", "spike-detector", "--limit", "5"], None),
         (["statement", "--tenant", "acme"], None),
         (["statement", "--tenant", "acme", "--format", "json"], None),
+        (["statement", "--tenant", "acme", "--format", "html", "--out", f"{trace}.html"], None),
         (["exposure", parent["key_id"]], None),
         (["exposure", "--secret", "-"], leaked["secret"]),
         (["audit", "--tenant", "acme"], None),

@@ -3,7 +3,8 @@
 explains a failure (``diagnose_key`` / ``diagnose_shard``).
 
 For random key items and counter shards (statuses, serials and graces, parent statuses,
-budgets, minute and month windows, counts around their limits, scopes, per-key limits), put
+budgets, minute and month windows, counts around their limits, scopes, per-key limits
+of the plan and of the key itself), put
 the item into moto, send the write, and check: the write succeeded exactly when the Python
 rule finds nothing to refuse and nothing to roll forward; and when it failed, the diagnosis
 names a refusal or the change to make before trying again.
@@ -42,8 +43,9 @@ key_items = st.fixed_dictionaries(
         "n": st.integers(1, 3),
         "g": st.sampled_from([0, int(NOW) - 1, int(NOW) + 60]),
     },
-    optional={"ps": statuses, "b": st.integers(0, 4), "u": st.integers(0, 4)},
-)
+    optional={"ps": statuses, "b": st.integers(0, 4), "u": st.integers(0, 4),
+              "kr": st.integers(0, 4)},  # kr: the key's own per-minute limit (keyattrs)
+)  # fmt: skip
 shard_items = st.fixed_dictionaries(
     {
         "st": st.sampled_from(["active", "suspended"]),

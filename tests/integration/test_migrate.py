@@ -154,3 +154,30 @@ def test_the_cli_migrates_with_dry_run_first(v010: Any, cli: Any) -> None:
     assert verdict(secret("active")) == "allow"
     human = cli("migrate", json=False).ok().out
     assert "already migrated" in human
+
+
+def test_a_keys_networks_and_limit_on_its_record_reach_its_migrated_item(v010: Any) -> None:
+    """keyattrs: ``allow_cidrs`` and ``requests_per_minute`` of a ``Key`` record are what
+    the migrated key item enforces (``ac``, ``kr``), so the migration never unbinds a key."""
+    names = TableNames()
+    v010.update_item(
+        TableName=names.keys,
+        Key={"key_id": {"S": key_id("active")}},
+        UpdateExpression="SET allow_cidrs = :c, requests_per_minute = :r",
+        ExpressionAttributeValues={
+            ":c": {"L": [{"S": "198.51.100.0/24"}, {"S": "2001:db8::/32"}]},
+            ":r": {"N": "1"},
+        },
+    )
+    run()
+    item = gate_support.view("acme")["gate"][key_id("active")]
+    assert item[it.ALLOW_CIDRS] == ["198.51.100.0/24", "2001:db8::/32"]
+    assert item[it.KEY_RPM] == 1
+    assert it.ALLOW_CIDRS not in gate_support.view("acme")["gate"][key_id("child")]
+    now = (WRITTEN_AT // 60 + 2) * 60 + 1  # a fresh minute of the fixture's clock
+    assert verdict(secret("active"), now) == "allow"  # request_event's 198.51.100.7
+    assert verdict(secret("active"), now) == "rate_limit_exceeded"  # its own limit of 1
+    raw = request_event(CHAT, {"x-api-key": secret("active")})
+    raw["requestContext"]["identity"]["sourceIp"] = "192.0.2.1"
+    decision, _ = handler.decide(APIGatewayAuthorizerRequestEvent(raw), now)
+    assert decision.code == "source_not_allowed"

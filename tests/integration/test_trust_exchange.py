@@ -347,3 +347,20 @@ def test_claim_conditions_principal_and_ambiguity(
     both = oidc_issuer.mint(SUBJECT, AUDIENCE, environment="prod", workflow="deploy")
     status, body = exchange(trust_gateway, both)
     assert status == 400 and "matches 2 trust policies" in body["error_description"]
+
+
+def test_the_policy_networks_bind_its_keys(
+    trust_gateway: Client, trust_service: KeyService, oidc_issuer: LocalIssuer
+) -> None:
+    """``--allow-cidr`` on a policy: its keys are refused from elsewhere (the local gateway's
+    source address is 127.0.0.1), the same keys work from a listed network."""
+    far = policy(trust_service, oidc_issuer, allow_cidrs=["203.0.113.0/24"])
+    status, body = exchange(trust_gateway, oidc_issuer.mint(SUBJECT, AUDIENCE))
+    assert status == 200, body
+    assert trust_service.get_key(body["key_id"])["allow_cidrs"] == ["203.0.113.0/24"]
+    resp = chat(trust_gateway, body["access_token"])
+    assert resp.status_code == 403 and resp.get_json()["error"]["code"] == "source_not_allowed"
+    trust_service.delete_trust_policy(far["policy_id"], reason="moved", actor="t")
+    policy(trust_service, oidc_issuer, allow_cidrs=["127.0.0.0/8", "::1/128"])
+    status, body = exchange(trust_gateway, oidc_issuer.mint(SUBJECT, AUDIENCE))
+    assert status == 200 and chat(trust_gateway, body["access_token"]).status_code == 200

@@ -133,3 +133,122 @@ def test_requests_per_minute(given: int | str | None, expected: int | None) -> N
 def test_requests_per_minute_refuses(bad: object) -> None:
     with pytest.raises(InvalidInput):
         rules.requests_per_minute(bad)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ the gate's Python rule
+
+
+def _key_item(**over: object) -> dict[str, object]:
+    from functions.gate import items as gate
+
+    now = 1_790_000_000.0
+    item: dict[str, object] = {"s": "active", "w": gate.minute_window(now), "c": 0, "n": 1, "g": 0}
+    item.update(over)
+    return item
+
+
+@pytest.mark.parametrize(
+    ("count", "own", "plan", "refused"),
+    [(3, 5, 3, False), (5, 5, 3, True), (2, 2, 100, True), (1, 2, 100, False),
+     (50, None, 100, False), (100, None, 100, True), (9, 10, None, False), (10, 10, None, True),
+     (0, 0, 5, True)],
+)  # fmt: skip
+def test_the_keys_own_limit_wins_in_the_diagnosis(
+    count: int, own: int | None, plan: int | None, refused: bool
+) -> None:
+    from functions.gate import admission as ad
+    from functions.gate.decisions import Decision
+
+    facts = ad.Facts("key_a", "acme", "live", "svc", frozenset(), None, None, 1)
+    item = _key_item(c=count, **({} if own is None else {"kr": own}))
+    found = ad.diagnose_key(item, facts, 1_790_000_000.0, plan)
+    assert isinstance(found, Decision) is refused, found
+    if refused:
+        assert isinstance(found, Decision) and found.code == "rate_limit_exceeded"
+
+
+def test_facts_carry_tags_from_the_secret_item() -> None:
+    from functions.gate import admission as ad
+
+    base = {"key_id": "k", "tenant_id": "t", "environment": "live", "principal": "p",
+            "serial": 1}  # fmt: skip
+    assert ad.Facts.from_item(base).tags == ""
+    tagged = ad.Facts.from_item({**base, "tags": {"team": "a", "cc": "1"}})
+    assert tagged.tags == "cc=1,team=a"
+
+
+def test_the_context_carries_tags_as_a_string_and_back() -> None:
+    from functions.gate.contract import GateContext, MalformedContext
+
+    ctx = GateContext(tenant_id="t", key_id="k", tags="cc=1,team=a")
+    wire = ctx.to_context()
+    assert wire["tags"] == "cc=1,team=a" and all(isinstance(v, str) for v in wire.values())
+    back = GateContext.from_context(wire)
+    assert back.tag_map == {"cc": "1", "team": "a"}
+    assert GateContext.from_context({"tenant_id": "t"}).tag_map == {}
+    with pytest.raises(MalformedContext):
+        _ = GateContext.from_context({"tags": "no-equals"}).tag_map
+
+
+# ------------------------------------------------------------------ usage rollups
+
+
+def test_tags_become_live_only_rollup_dimensions() -> None:
+    from functions.usage import logic
+    from tests.usage_support import usage_item
+
+    live = usage_item(0, key="k1")
+    live["tags"] = {"team": "a", "cc": "1"}
+    fact = logic.UsageFact.from_item(live)
+    assert fact.tags == ("cc=1", "team=a")
+    sks = {k.sk for k in logic.rollup_keys(fact)}
+    for g, p in (("hour", "2026-11-01T00"), ("day", "2026-11-01"), ("month", "2026-11")):
+        assert {f"{g}#{p}#tag#cc=1", f"{g}#{p}#tag#team=a"} <= sks
+    test = {**live, "environment": "test"}
+    assert not any("#tag#" in k.sk for k in logic.rollup_keys(logic.UsageFact.from_item(test)))
+    assert "tag" in logic.DIMENSIONS and "tag" in logic.BILLABLE_DIMENSIONS
+
+
+@pytest.mark.parametrize("bad", [["team=a"], {"team": "a,b"}, {"": "x"}, "team=a"])
+def test_malformed_event_tags_are_malformed_events(bad: object) -> None:
+    from functions.usage import logic
+    from tests.usage_support import usage_item
+
+    item = usage_item(0)
+    item["tags"] = bad
+    with pytest.raises(logic.MalformedEvent):
+        logic.UsageFact.from_item(item)
+
+
+def test_statement_tag_breakdown() -> None:
+    from functions.statements.logic import build
+    from functions.usage.logic import Counters
+
+    total = Counters(requests=3, cost_micros=30)
+    lines = [("m|p|plan", Counters(requests=3, cost_micros=30))]
+    tags = [("team=b", Counters(requests=1, cost_micros=10)),
+            ("team=a", Counters(requests=2, cost_micros=20))]  # fmt: skip
+    statement = build("t", "2026-11", lines, total, lambda _: None, "now", tags)
+    data = statement.as_dict()
+    assert [r["tag"] for r in data["by_tag"]] == ["team=a", "team=b"]
+    assert data["by_tag"][0]["amount_micros"] == 20 and data["by_tag"][0]["tag_value"] == "a"
+    assert "team=a" not in statement.to_csv()  # the CSV keeps the invoice lines only
+
+
+def test_the_html_statement_shows_the_tag_breakdown_escaped() -> None:
+    from functions.statements.html import render
+    from functions.statements.logic import build
+    from functions.usage.logic import Counters
+
+    total = Counters(requests=3, prompt_tokens=30, cost_micros=1_234_567)
+    lines = [("m|p|plan", total)]
+    tags = [("team=a", Counters(requests=2, prompt_tokens=20, cost_micros=1_000_000)),
+            ("repo=acme/w@main+1", Counters(requests=1, cost_micros=5))]  # fmt: skip
+    doc = build("t", "2026-11", lines, total, lambda _: None, "now", tags).as_dict()
+    page = render(doc)
+    assert '<table id="tags">' in page and "By key tag" in page
+    assert page.count('<tr class="tag">') == 2
+    assert "repo=acme/w@main+1" in page and "1.000000" in page
+    assert "overlap" in page
+    untagged = build("t", "2026-11", lines, total, lambda _: None, "now").as_dict()
+    assert '<table id="tags">' not in render(untagged)

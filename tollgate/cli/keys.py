@@ -208,3 +208,24 @@ def reinstate(
         service(ctx).reinstate(key_id, reason=reason, actor=actor),
         lambda c, k: render.record(c, k, f"Reinstated {k['key_id']}"),
     )
+
+
+@app.command("set-limit")
+def set_limit(
+    ctx: typer.Context,
+    key_id: str = typer.Argument(..., metavar="KEY_ID"),
+    requests_per_minute: str = typer.Option(
+        ...,
+        "--requests-per-minute",
+        metavar="N|none",
+        help="This key's own per-minute limit, higher or lower than the plan's (0 admits "
+        "nothing); none: the plan's again.",
+    ),
+    actor: str | None = ActorOption,
+) -> None:
+    """Override the plan's per-minute limit for one key (exact from its next request)."""
+    emit(
+        ctx,
+        service(ctx).set_limit(key_id, requests_per_minute=requests_per_minute, actor=actor),
+        lambda c, k: render.record(c, k, f"Limit of {k['key_id']}"),
+    )

@@ -1,9 +1,10 @@
 """``tollgate usage``: rollups by period and dimension; ``reconcile``; ``dead-letters``.
 
 ``tollgate usage --tenant T`` shows the tenant's billable (live) totals per period;
-``--key``, ``--principal`` or ``--model`` one of them, ``--by key|principal|model`` all of
-them; ``--env test`` the tenant's test-environment totals (test usage is kept per key and
-as a tenant total, never in a billable dimension). ``--granularity hour|day|month``
+``--key``, ``--principal``, ``--model`` or ``--tag k=v`` one of them, ``--by
+key|principal|model`` all of them, ``--by tag:k`` one row per value of tag ``k``; ``--env
+test`` the tenant's test-environment totals (test usage is kept per key and as a tenant
+total, never in a billable dimension). ``--granularity hour|day|month``
 (default month); ``--period`` narrows to one period or to every finer period inside it
 (``--granularity day --period 2026-11``: each day of November).
 """
@@ -34,7 +35,7 @@ app = typer.Typer(
     help="Usage rollups: requests, tokens and cost by period, key, principal and model.",
 )
 
-_DIMENSION_FIELD = {"key": "key_id", "principal": "principal", "model": "model"}
+_DIMENSION_FIELD = {"key": "key_id", "principal": "principal", "model": "model", "tag": "tag"}
 DEAD_LETTER_SOURCES = ("usage-aggregator", "spike-detector")  # local pollers' names
 
 
@@ -55,17 +56,50 @@ def _columns(dimension: str) -> list[tuple[str, str]]:
     ]
 
 
+def _tag_by(by: str) -> str:
+    """keyattrs: ``tag:k`` -> ``k`` (checked like a tag key)."""
+    from functions.common import tags as tagrules
+
+    name = by[len("tag:") :]
+    try:
+        tagrules.check(name, "x")
+    except tagrules.BadTag as exc:
+        raise BadInput(f"--by tag:KEY: {exc}") from None
+    return name
+
+
+def _tag_value(tag: str) -> str:
+    """keyattrs: ``--tag k=v`` checked, as the rollup dimension value ``k=v``."""
+    from functions.common import tags as tagrules
+
+    try:
+        key, value = tagrules.parse(tag)
+    except tagrules.BadTag as exc:
+        raise BadInput(f"--tag: {exc}") from None
+    return f"{key}={value}"
+
+
 def _dimension(
-    key: str | None, principal: str | None, model: str | None, by: str | None, env: str
+    key: str | None,
+    principal: str | None,
+    model: str | None,
+    by: str | None,
+    env: str,
+    tag: str | None = None,
 ) -> tuple[str, str | None]:
     given = (("key", key), ("principal", principal), ("model", model))
     chosen: list[tuple[str, str | None]] = [(d, v) for d, v in given if v]
+    if tag is not None:
+        chosen.append(("tag", _tag_value(tag)))
     if by is not None:
-        if by not in _DIMENSION_FIELD:
-            raise BadInput("--by must be key, principal or model")
-        chosen.append((by, None))
+        if by.startswith("tag:"):
+            chosen.append(("tag", None))
+        elif by not in _DIMENSION_FIELD or by == "tag":
+            raise BadInput("--by must be key, principal, model or tag:KEY")
+        else:
+            chosen.append((by, None))
     if len(chosen) > 1:
-        raise BadInput("choose one of --key, --principal, --model, --by")
+        raise BadInput("choose one of --key, --principal, --model, --tag, --by")
     if env not in ("live", "test"):
         raise BadInput("--env must be live or test")
     if env == "test":
@@ -87,7 +121,13 @@ def usage(
     ),
     model: str | None = typer.Option(None, "--model", metavar="MODEL", help="One model."),
     by: str | None = typer.Option(
-        None, "--by", metavar="key|principal|model", help="One row per key, principal or model."
+        None,
+        "--by",
+        metavar="key|principal|model|tag:KEY",
+        help="One row per key, principal or model, or per value of tag KEY.",
+    ),
+    tag: str | None = typer.Option(
+        None, "--tag", metavar="KEY=VALUE", help="Keys tagged KEY=VALUE (live usage)."
     ),
     env: str = typer.Option(
         "live", "--env", metavar="live|test", help="test: the tenant's test-key usage."
@@ -102,11 +142,17 @@ def usage(
         return
     if not tenant:
         raise BadInput("--tenant is required")
-    dimension, value = _dimension(key, principal, model, by, env)
+    dimension, value = _dimension(key, principal, model, by, env, tag)
+    tag_key = _tag_by(by) if by is not None and by.startswith("tag:") else None
     service(ctx).get_tenant(tenant)  # an unknown tenant is bad input, not an empty answer
     try:
         rows = usage_rows(
-            tenant, granularity=granularity, period=period, dimension=dimension, value=value
+            tenant,
+            granularity=granularity,
+            period=period,
+            dimension=dimension,
+            value=value,
+            tag_key=tag_key,
         )
     except UsageQueryError as exc:
         raise BadInput(str(exc)) from None
