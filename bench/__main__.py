@@ -27,7 +27,8 @@ SECTIONS = (
     "soak",
     "peers",
     "pricing",
-    "keyattrs",
+    "keyattrs",  # issue 15: networks, tags, per-key limits (bench/keyattrs.py)
+    "trust",  # issue 15: the OIDC token exchange (bench/trust.py)
 )
 HERE = Path(__file__).parent
 

@@ -43,6 +43,16 @@ UPSTREAM_SECRET_ENV: Final = "TOLLGATE_UPSTREAM_SECRET_ARN"  # noqa: S105 - a va
 # The Api function's exec wrapper: its own Runtime API loop, which can stream responses.
 API_EXEC_WRAPPER: Final = "/var/task/functions/api/bootstrap"
 STREAM_TIMEOUT: Final = Duration.minutes(15)  # API Gateway's streaming limit and Lambda's
+# Why a route without the key authorizer is safe, per serving function (cdk-nag APIG4/COG4).
+UNAUTHORIZED_REASONS: Final = {
+    "webhook": "POST /webhooks/github/secret-scanning is called by a third party that cannot "
+    "hold a Tollgate key; its handler verifies the caller's signature.",
+    "token": "POST /v1/auth/token is how a workload obtains a Tollgate key, so it cannot "
+    "require one: the function verifies the caller's OIDC token (signature with the "
+    "issuer's published keys, issuer, audience, expiry) against the tenant's trust "
+    "policies, bounds replays and rate-limits per subject; the WAF rate-limits the path "
+    "per source IP (infra/trust.py, infra/waf.py).",
+}
 
 F = apigw.AccessLogField
 # JSON access log line: who called what, from where, with which key id, and how it ended.
@@ -302,12 +312,7 @@ class Api(Construct):
                 )
             else:
                 for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):
-                    acknowledge(
-                        method,
-                        rule,
-                        f"{route.method} {route.path} is called by a third party that cannot "
-                        "hold a Tollgate key; its handler verifies the caller's signature.",
-                    )
+                    acknowledge(method, rule, UNAUTHORIZED_REASONS[route.function])
 
     def _gateway_responses(self) -> None:
         for name, response in GATEWAY_RESPONSES.items():

@@ -13,6 +13,7 @@ from infra.functions import Functions
 from infra.observability import Observability
 from infra.settings import Settings
 from infra.tables import Tables
+from infra.trust import TokenExchange
 from infra.usage import UsagePipeline
 from infra.waf import Waf
 
@@ -35,12 +36,16 @@ class TollgateStack(Stack):
         self.tables = Tables(self, "Tables", settings=settings)
         self.functions = Functions(self, "Functions", settings=settings, tables=self.tables)
         self.detection = Detection(self, "Detection", settings=settings, functions=self.functions)
+        self.token_exchange = TokenExchange(self, "TokenExchange", functions=self.functions)
         self.api = Api(
             self,
             "Api",
             settings=settings,
             functions=self.functions,
-            route_functions=self.detection.route_functions,
+            route_functions={
+                **self.detection.route_functions,
+                **self.token_exchange.route_functions,
+            },
         )
         self.usage = UsagePipeline(self, "Usage", settings=settings, functions=self.functions)
         self.waf = Waf(

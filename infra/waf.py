@@ -1,4 +1,5 @@
-"""AWS WAF in front of the API stage: AWS managed rule groups and a rate limit per source IP.
+"""AWS WAF in front of the API stage: AWS managed rule groups, a rate limit per source IP,
+and a tighter one on the token route (``POST /v1/auth/token``, which has no key authorizer).
 
 The common rule set's ``SizeRestrictions_BODY`` (8 KB) is set to count, not block: chat
 prompts are routinely larger. Body size is bounded by API Gateway (10 MB) and checked by the
@@ -12,7 +13,14 @@ from typing import Final
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
+from functions.common.routes import ROUTES
 from infra.settings import Settings
+
+# The token route (POST /v1/auth/token, no key authorizer): at most this many requests per
+# source IP per 5 minutes, on top of the API-wide limit. A CI runner exchanges once per job;
+# this only stops a flood of forged tokens before it reaches the function.
+EXCHANGE_PATH: Final = next(r.path for r in ROUTES if r.function == "token")
+EXCHANGE_RATE_LIMIT: Final = 300
 
 _MANAGED: Final = (
     # (priority, rule group, rules set to COUNT)
@@ -46,7 +54,31 @@ class Waf(Construct):
                     )
                 ),
                 visibility_config=_visibility("RatePerSourceIp"),
-            )
+            ),
+            wafv2.CfnWebACL.RuleProperty(
+                name="TokenRoutePerSourceIp",
+                priority=10,
+                action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                        aggregate_key_type="IP",
+                        limit=EXCHANGE_RATE_LIMIT,
+                        scope_down_statement=wafv2.CfnWebACL.StatementProperty(
+                            byte_match_statement=wafv2.CfnWebACL.ByteMatchStatementProperty(
+                                field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(uri_path={}),
+                                positional_constraint="ENDS_WITH",
+                                search_string=EXCHANGE_PATH,
+                                text_transformations=[
+                                    wafv2.CfnWebACL.TextTransformationProperty(
+                                        priority=0, type="NONE"
+                                    )
+                                ],
+                            )
+                        ),
+                    )
+                ),
+                visibility_config=_visibility("TokenRoutePerSourceIp"),
+            ),
         ]
         for priority, group, count_only in _MANAGED:
             rules.append(

@@ -14,6 +14,8 @@ import pytest
 
 from tollgate.local import aws
 
+pytest_plugins = ["tests.trust_support"]  # the token exchange's issuer and gateway
+
 # Before anything builds an AWS client: never reach real AWS from a test.
 for _name, _value in aws.DUMMY_CREDENTIALS.items():
     os.environ[_name] = _value

@@ -340,6 +340,63 @@ class GateItem(Model):
     sk = UnicodeAttribute(range_key=True)
 
 
+# -- trust policies (issue 15: OIDC token exchange; functions/keys/trust.py) ---------------
+
+
+class TrustByIssuer(GlobalSecondaryIndex["TrustPolicy"]):
+    """The token route finds the policies of a token's issuer with one Query."""
+
+    class Meta:
+        index_name = "by_issuer"
+        projection = AllProjection()
+
+    issuer = UnicodeAttribute(hash_key=True)
+    policy_id = UnicodeAttribute(range_key=True)
+
+
+class TrustByTenant(GlobalSecondaryIndex["TrustPolicy"]):
+    class Meta:
+        index_name = "by_tenant"
+        projection = AllProjection()
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class TrustPolicy(Model):
+    """Which external (OIDC) identities may exchange their token for a short-lived key of a
+    tenant, and what that key may do. Each policy owns a root key of the tenant (principal
+    ``trust:<policy_id>``, its secret never kept); every exchanged key is a delegated key of
+    it, so deleting the policy revokes that root and its children (functions/keys/trust.py)."""
+
+    class Meta(_Meta):
+        table_name = _NAMES.trust
+
+    policy_id = UnicodeAttribute(hash_key=True)
+    tenant_id = UnicodeAttribute()
+    issuer = UnicodeAttribute()
+    audience = UnicodeAttribute()
+    subject = UnicodeAttribute()  # an anchored, case-sensitive glob (fnmatchcase)
+    claims = MapAttribute[str, Any](null=True)  # claim -> the exact value required
+    principal_template = UnicodeAttribute(default="{sub}")
+    scopes = ListAttribute(of=UnicodeAttribute, default=list)
+    environment = UnicodeAttribute(default="live")
+    token_budget = NumberAttribute(null=True)
+    ttl_seconds = NumberAttribute(default=3600)
+    allow_cidrs = ListAttribute(of=UnicodeAttribute, null=True)
+    tags = MapAttribute[str, Any](null=True)  # fixed tags of every issued key
+    claim_tags = MapAttribute[str, Any](null=True)  # tag name -> the claim it takes its value from
+    max_uses = NumberAttribute(default=1)  # how many times one token may be exchanged
+    exchanges_per_minute = NumberAttribute(default=60)  # per issuer and subject
+    root_key_id = UnicodeAttribute()
+    status = UnicodeAttribute(default=ACTIVE)  # active | deleted
+    status_reason = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    deleted_at = UnicodeAttribute(null=True)
+    by_issuer = TrustByIssuer()
+    by_tenant = TrustByTenant()
+
+
 class TableSpec:
     """How a model's table is provisioned beyond its keys: stream and TTL."""
 
@@ -362,7 +419,9 @@ TABLES: Final[tuple[TableSpec, ...]] = (
     TableSpec("rollups", Rollup),
     TableSpec("jobs", FineTuneJob),
     TableSpec("detector", DetectorState),
-    TableSpec("gate", GateItem),
+    # ttl: the token route's replay markers and exchange counters expire (gate/items.py)
+    TableSpec("gate", GateItem, ttl="ttl"),
+    TableSpec("trust", TrustPolicy),
 )
 
 

@@ -26,7 +26,8 @@ class Route:
     operation: str
     scope: str | None  # None: any valid key may call it
     environments: frozenset[str] = BOTH
-    authorized: bool = True  # False: no API key (the leak webhook verifies a signature instead)
+    # False: no API key (the leak webhook verifies a signature, the token route an OIDC token)
+    authorized: bool = True
     function: str = "api"  # which function serves it: a key of HANDLERS
     # Integrated with API Gateway's response streaming (responseTransferMode STREAM): the
     # function answers in the integration-response format (functions/api/streaming.py) and
@@ -47,6 +48,9 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("POST", "/v1/tools/{name}/invoke", "tools.invoke", "tools:execute"),
     Route("GET", "/v1/fine_tuning/jobs", "fine_tuning.jobs.list", "finetune:read", LIVE),
     Route("GET", "/v1/fine_tuning/jobs/{id}", "fine_tuning.jobs.get", "finetune:read", LIVE),
+    # How a key is obtained (OIDC token exchange, RFC 8693): no key, no authorizer; behind
+    # the WAF, checked by its own function (functions/trust/).
+    Route("POST", "/v1/auth/token", "auth.token", None, authorized=False, function="token"),
     Route(
         "POST",
         "/webhooks/github/secret-scanning",
@@ -61,6 +65,7 @@ ROUTES: Final[tuple[Route, ...]] = (
 HANDLERS: Final[dict[str, str]] = {
     "api": "functions.api.handler.handler",
     "webhook": "functions.webhook.handler.handler",
+    "token": "functions.trust.handler.handler",
 }
 
 SCOPES: Final[frozenset[str]] = frozenset(r.scope for r in ROUTES if r.scope)

@@ -48,6 +48,15 @@ or shards mistakes it for one:
 
 Sweep cursor (``pk = r#sweep``, ``sk = c``): ``rw`` the last minute whose markers were all
 settled.
+
+Token exchange items (``POST /v1/auth/token``, functions/trust/exchange.py), each with
+``ttl`` (epoch seconds; DynamoDB's TTL deletes it later, nothing reads it as a limit):
+
+* replay marker ``pk = xj#<SHA-256 of issuer and jti (or of the token)>``, ``sk = j``: ``xn``
+  how many times that token was exchanged (at most the policy's ``max_uses``); ``ttl`` the
+  token's expiry plus the clock skew allowed;
+* exchange counter ``pk = xr#<SHA-256 of issuer and subject>#<UTC minute>``, ``sk = m``:
+  ``xc`` exchanges in that minute (at most the policy's ``exchanges_per_minute``).
 """
 
 from __future__ import annotations
@@ -99,6 +108,11 @@ MARKER_EVENT: Final = "ev"
 CURSOR_MINUTE: Final = "rw"
 MARKER_BUCKETS: Final = 16
 
+# -- token exchange: replay markers and exchange counters ------------------------------
+EXCHANGE_USES: Final = "xn"
+EXCHANGE_COUNT: Final = "xc"
+EXPIRES_AT: Final = "ttl"  # the table's TTL attribute
+
 ACTIVE: Final = "active"
 SUSPENDED: Final = "suspended"
 REVOKED: Final = "revoked"
@@ -140,6 +154,16 @@ def is_marker(pk: str) -> bool:
 
 
 CURSOR_ADDRESS: Final[Address] = {"pk": {"S": "r#sweep"}, "sk": {"S": "c"}}
+
+
+def replay_address(token_digest: str) -> Address:
+    """Where one exchanged token's use count lives (``token_digest``: hex SHA-256)."""
+    return {"pk": {"S": f"xj#{token_digest}"}, "sk": {"S": "j"}}
+
+
+def exchange_counter_address(subject_digest: str, minute: int) -> Address:
+    """Where one issuer/subject's exchanges in one UTC minute are counted."""
+    return {"pk": {"S": f"xr#{subject_digest}#{minute}"}, "sk": {"S": "m"}}
 
 
 def share(limit: int, shards: int, index: int) -> int:

@@ -40,6 +40,7 @@ from functions.keys.prices import PricesMixin
 from functions.keys.revocation import RevocationMixin
 from functions.keys.seed import SeedMixin
 from functions.keys.tenants import TenantsMixin, _gate_config
+from functions.keys.trust import TrustMixin
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -57,6 +58,7 @@ class KeyService(
     PlansMixin,
     PricesMixin,
     TenantsMixin,
+    TrustMixin,
     LifecycleMixin,
     LimitsMixin,
     RevocationMixin,
@@ -69,5 +71,6 @@ class KeyService(
 
     Each concern lives in its own module: ``plans``, ``tenants``, ``lifecycle`` (issue,
     delegate, rotate), ``limits`` (per-key limit overrides), ``revocation`` (revoke,
-    suspend, reinstate), ``audit`` and ``seed``, over the shared lookups of ``base``.
+    suspend, reinstate), ``trust`` (trust policies for the OIDC token exchange),
+    ``audit`` and ``seed``, over the shared lookups of ``base``.
     """

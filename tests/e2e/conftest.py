@@ -49,6 +49,9 @@ def stack() -> Iterator[Stack]:
         **os.environ,
         "TOLLGATE_PORT": str(api_port),
         "TOLLGATE_AWS_PORT": str(aws_port),
+        "TOLLGATE_OIDC_PORT": str(
+            _free_port()
+        ),  # the local OIDC issuer (tests/e2e/test_trust_local.py)
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("AWS_ENDPOINT_URL", None)

@@ -205,7 +205,8 @@ def test_refused_requests_in_the_access_logs_feed_the_stuffing_signal(synth: Syn
 def test_each_route_is_served_by_the_function_its_route_names(synth: Synth) -> None:
     api_id, _ = named(synth, "ApiFunctionName")
     webhook_id, _ = named(synth, "LeakWebhookFunctionName")
-    serving = {"api": api_id, "webhook": webhook_id}
+    token_id, _ = named(synth, "TokenExchangeFunctionName")
+    serving = {"api": api_id, "webhook": webhook_id, "token": token_id}
     paths = resource_paths(synth.resources)
     for method in of_type(synth.resources, "AWS::ApiGateway::Method").values():
         props = method["Properties"]

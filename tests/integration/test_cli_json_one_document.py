@@ -71,6 +71,9 @@ def every_command(trace: str) -> list[Command]:
     bot = svc.create_key("acme", principal="bot", actor="test")
     suspended = svc.create_key("acme", actor="test")
     svc.suspend(suspended["key_id"], reason="spike", actor="test:detector")
+    gha = "https://token.actions.githubusercontent.com"
+    trusted = svc.create_trust_policy("acme", issuer_url=gha, audience_value="tollgate",
+                                      subject="repo:acme/*", actor="test")  # fmt: skip
     bound = svc.create_key("acme", allow_cidrs=["10.0.0.0/8"], tags={"team": "a"}, actor="test")
     keyattrs: list[Command] = [  # issue 15: networks, tags, per-key limits
         (["keys", "create", "--tenant", "acme", "--allow-cidr", "10.0.0.0/8,2001:db8::/32",
@@ -100,6 +103,26 @@ def every_command(trace: str) -> list[Command]:
         (["keys", "show", parent["key_id"]], None),
         (["keys", "rotate", parent["key_id"], "--grace", "1h"], None),
         (["keys", "reinstate", suspended["key_id"], "--reason", "false positive"], None),
+        (
+            [
+                "trust",
+                "create",
+                "--tenant",
+                "acme",
+                "--issuer",
+                gha,
+                "--audience",
+                "tollgate",
+                "--subject",
+                "repo:acme/app:*",
+                "--tag",
+                "ci=gha",
+            ],
+            None,
+        ),
+        (["trust", "list", "--tenant", "acme"], None),
+        (["trust", "show", trusted["policy_id"]], None),
+        (["trust", "delete", trusted["policy_id"], "--reason", "moved to another org"], None),
         (["usage", "--tenant", "acme"], None),
         (["usage", "--tenant", "acme", "--by", "model", "--granularity", "day"], None),
         (["usage", "reconcile", "--tenant", "acme"], None),

@@ -30,6 +30,7 @@ from tollgate.cli import (
     prices,
     statement,
     tenants,
+    trust,
     usage,
 )
 from tollgate.cli.context import BadInput, State
@@ -69,6 +70,7 @@ app.add_typer(plans.app, name="plans")
 app.add_typer(prices.app, name="prices")
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(keys.app, name="keys")
+app.add_typer(trust.app, name="trust")
 app.command("audit")(audit.audit)
 app.add_typer(usage.app, name="usage")
 app.command("statement")(statement.statement)

@@ -29,7 +29,8 @@ STARTER_PLAN: dict[str, Any] = {
 
 def _port(name: str, default: int) -> int:
     raw = os.environ.get(name, str(default))
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
+    lowest = 0 if default == 0 else 1  # 0 (any free port) only where it is the default
+    if not raw.isdigit() or not lowest <= int(raw) < 65536:
         print(f"tollgate local: {name} must be a TCP port number, got {raw!r}", file=sys.stderr)
         raise SystemExit(2)
     return int(raw)
@@ -89,6 +90,14 @@ class LocalStack:
         self.github = LocalGitHub(key_path(self.gateway.server_port), self.host).start()
         self._stoppers.append(self.github.stop)
         self.github.point_webhook_here()
+        from functions.trust.config import ENV_ALLOW_HTTP
+        from tollgate.local.oidc import LocalIssuer
+
+        # The token route trusts http:// issuers on loopback here only (never in AWS), and a
+        # local OIDC issuer lets anyone try the exchange (tollgate/local/oidc.py).
+        os.environ.setdefault(ENV_ALLOW_HTTP, "1")
+        self.issuer = LocalIssuer(self.host, _port("TOLLGATE_OIDC_PORT", 0)).start()
+        self._stoppers.append(self.issuer.stop)
         thread = threading.Thread(target=self.gateway.serve_forever, daemon=True)
         thread.start()
         self._stoppers.append(self.gateway.shutdown)
@@ -146,6 +155,14 @@ Leak webhook: {url}/webhooks/github/secret-scanning, signed with a local test ke
   ({stack.github.key_file}); report a key as leaked:
   .venv/bin/python -m tollgate.local.github report {test["secret"]}
 
+OIDC token exchange (POST /v1/auth/token), with a local OIDC issuer at {stack.issuer.url}:
+  .venv/bin/tollgate --local trust create --tenant demo --issuer {stack.issuer.url} \
+    --audience tollgate --subject 'agent-*' --scopes inference:invoke --ttl 15m
+  TOKEN=$(curl -s {stack.issuer.url}/mint -d sub=agent-1 -d aud=tollgate)
+  curl -s {url}/v1/auth/token -d subject_token=$TOKEN \
+    -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange \
+    -d subject_token_type=urn:ietf:params:oauth:token-type:id_token
+
 Manage it from another terminal:  .venv/bin/tollgate --local keys list --tenant demo
 Stop with Ctrl-C.
 """
@@ -160,7 +177,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="Environment: TOLLGATE_PORT (managed API, default 8080), TOLLGATE_AWS_PORT "
         "(embedded AWS endpoint, default 4566), TOLLGATE_LOG_LEVEL (default WARNING), "
         "TOLLGATE_FAULTS (inject DynamoDB faults; docs/soak.md), TOLLGATE_SWEEP_EVERY_S "
-        "(the orphaned-reservation sweep's period, default 300).",
+        "(the orphaned-reservation sweep's period, default 300), TOLLGATE_OIDC_PORT (the local "
+        "OIDC issuer's port, default: any free one; printed).",
     )
     return parser.parse_args(argv)
 

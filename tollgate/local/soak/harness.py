@@ -124,11 +124,17 @@ class Captured(logging.Handler):
 
 
 # -- the gateway, recording -----------------------------------------------------------------
-def _error_code(data: bytes) -> tuple[str, bool]:
-    """(error code, whether the body is an OpenAI error body) of an error answer."""
+EXCHANGE_PATH: Final = "/v1/auth/token"  # answers OAuth error bodies (RFC 6749), not OpenAI's
+
+
+def _error_code(data: bytes, *, oauth: bool = False) -> tuple[str, bool]:
+    """(error code, whether the body is the route's error body) of an error answer: the
+    OpenAI error body, or on the token route the OAuth one."""
     try:
         doc = json.loads(data)
         err = doc["error"]
+        if oauth:
+            return str(err), isinstance(err, str) and isinstance(doc["error_description"], str)
         ok = isinstance(err, dict) and all(
             isinstance(err.get(k), str) for k in ("message", "type", "code")
         )
@@ -258,7 +264,9 @@ def recording_gateway(
                 body = b"".join(response.response)  # type: ignore[arg-type]
                 response.response, response.direct_passthrough = [body], False
             data = b"" if response.direct_passthrough else response.get_data()
-            code, shaped = _error_code(data) if response.status_code >= 400 else ("", True)
+            code, shaped = ("", True)
+            if response.status_code >= 400:
+                code, shaped = _error_code(data, oauth=request.path == EXCHANGE_PATH)
             ctx: dict[str, Any] = state.context
             served = Served(
                 request_id=rid,
@@ -357,6 +365,10 @@ class Soak:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self._stoppers.append(server.shutdown)
         self.api_url = f"http://{HOST}:{server.server_port}"
+        from tollgate.local.soak.trust import TrustTraffic
+
+        self.trust = TrustTraffic(self)  # OIDC token exchange traffic (issue 15)
+        self.trust.start()
         return self
 
     def _capture_logs(self) -> None:
@@ -460,6 +472,7 @@ class Soak:
             self.keys[label] = info
         for tenant, n in (("soak-open", 3), ("soak-other", 2)):
             self.jobs[tenant] = [create_job(tenant, ECHO)["id"] for _ in range(n)]
+        self.trust.seed()
         while time.time() <= expires_at:
             time.sleep(0.1)
 
@@ -483,10 +496,12 @@ class Soak:
             for at, what in ((0.25, "revoke"), (0.35, "suspend"), (0.45, "leak"))
         ]
         outages = threading.Thread(target=self._outages, args=(deadline,), daemon=True)
-        for t in [*threads, *actions, outages]:
+        exchanges = threading.Thread(target=self.trust.run, args=(deadline,), daemon=True)
+        for t in [*threads, *actions, outages, exchanges]:
             t.start()
         for t in threads:  # each ends: past the deadline and min_requests, or on stop
             t.join()
+        exchanges.join()
         self._stop.set()
         for t in actions:  # each succeeds or gives up after its attempts (_retry)
             t.join()
