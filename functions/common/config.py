@@ -23,6 +23,7 @@ TABLE_KINDS: Final = (
     "jobs",
     "detector",
     "gate",
+    "notices",
 )
 
 
@@ -47,6 +48,7 @@ class TableNames(BaseModel):
     jobs: str = "tollgate-jobs"
     detector: str = "tollgate-detector"
     gate: str = "tollgate-gate"
+    notices: str = "tollgate-notices"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> TableNames:

@@ -313,6 +313,22 @@ class GateItem(Model):
     sk = UnicodeAttribute(range_key=True)
 
 
+class Notice(Model):
+    """An item of the notices table (functions/notices/): a tenant's webhook registration
+    (``sk`` = ``webhook``: its URL and signing secret) or one ``usage.threshold`` notice
+    (``sk`` = ``notice#<YYYY-MM>#<metric>#<pct, 3 digits>``: written once by a conditional
+    put, then its delivery state). Written and read only through ``functions/notices/``
+    (its ``store`` module names every attribute); declared here so the table's keys are
+    derived like every other table's. The table's stream feeds the delivery function
+    (``functions/notices/stream.py`` filters it to notices waiting for delivery)."""
+
+    class Meta(_Meta):
+        table_name = _NAMES.notices
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
 class TableSpec:
     """How a model's table is provisioned beyond its keys: stream and TTL."""
 
@@ -336,6 +352,7 @@ TABLES: Final[tuple[TableSpec, ...]] = (
     TableSpec("jobs", FineTuneJob),
     TableSpec("detector", DetectorState),
     TableSpec("gate", GateItem),
+    TableSpec("notices", Notice, stream="NEW_IMAGE"),
 )
 
 
