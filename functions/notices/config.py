@@ -29,9 +29,9 @@ class NoticeSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     tables: TableNames = Field(default_factory=TableNames)
-    attempts: int = Field(4, ge=1, le=10)
-    timeout_s: float = Field(5.0, gt=0, le=30)
-    backoff_s: float = Field(1.0, ge=0, le=60)
+    attempts: int = Field(default=4, ge=1, le=10)
+    timeout_s: float = Field(default=5.0, gt=0, le=30)
+    backoff_s: float = Field(default=1.0, ge=0, le=60)
 
     def worst_round_s(self) -> float:
         """The longest one delivery round can take (every attempt timing out)."""
