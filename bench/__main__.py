@@ -16,7 +16,10 @@ from pathlib import Path
 
 from bench.common import Figure, Section
 
-SECTIONS = ("gate", "scale", "api", "streaming", "usage", "detect", "package", "soak", "peers")
+SECTIONS = (
+    "gate", "scale", "api", "streaming", "usage", "detect", "package", "soak", "peers",
+    "notices",  # threshold notices (issue 14)
+)  # fmt: skip
 HERE = Path(__file__).parent
 
 
