@@ -61,11 +61,6 @@ class Receiver:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
-    def ok_bodies(self) -> list[bytes]:
-        """Bodies of the requests answered 200 (received while in ``ok`` mode)."""
-        with self._lock:
-            return [r.body for r in self.received]
-
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()

@@ -28,6 +28,7 @@ from functions.usage.logic import UsageFact
 from functions.usage.store import DynamoRollupStore
 from functions.usage.stream import AGGREGATOR_HANDLER, AGGREGATOR_STREAM
 from tests.integration.conftest import Result, Run
+from tests.integration.test_cli_global import stack  # noqa: F401 -- a fixture: a deployed stack
 from tests.notice_support import Receiver, closed_port_url, verification_snippet
 from tests.usage_support import Context, lambda_event, stream_record, usage_item
 from tollgate.local import aws
@@ -397,3 +398,22 @@ def test_the_secret_is_shown_once_and_never_again(fresh: Any, cli: Run, receiver
                  ("tenants", "list")):  # fmt: skip
         out = cli(*argv).ok()
         assert second not in out.out + out.err and "whsec_" not in out.out
+
+
+@pytest.mark.usefixtures("stack")
+def test_with_stack_only_https_is_accepted_and_goes_to_the_stacks_table(
+    cli: Run, dynamodb: Any
+) -> None:
+    deployed = TableNames.with_prefix("deployed")  # the stack fixture's tables
+    cli("--stack", "tollgate-prod", "plans", "create", "pro").ok()
+    cli("--stack", "tollgate-prod", "tenants", "create", "bigco", "--plan", "pro").ok()
+    for url in ("http://127.0.0.1:9/h", "http://localhost/h"):
+        result = cli("--stack", "tollgate-prod", "tenants", "set-webhook", "bigco", "--url", url)
+        assert result.code == 2 and "https" in result.err and result.out == ""
+    assert not dynamodb.scan(TableName=deployed.notices)["Items"]
+    url = "https://billing.bigco.example/hooks"
+    out = cli("--stack", "tollgate-prod", "tenants", "set-webhook", "bigco", "--url", url).ok()
+    (item,) = dynamodb.scan(TableName=deployed.notices)["Items"]
+    assert item["url"]["S"] == url and item["secret"]["S"] == out.json["secret"]
+    assert not dynamodb.scan(TableName=TABLES.notices)["Items"]
+    assert cli("--stack", "tollgate-prod", "tenants", "notices", "bigco").ok().json == []
