@@ -93,6 +93,7 @@ def every_command(trace: str) -> list[Command]:
         (["usage", "dead-letters", "--source", "spike-detector", "--limit", "5"], None),
         (["statement", "--tenant", "acme"], None),
         (["statement", "--tenant", "acme", "--format", "json"], None),
+        (["statement", "--tenant", "acme", "--format", "html", "--out", f"{trace}.html"], None),
         (["exposure", parent["key_id"]], None),
         (["exposure", "--secret", "-"], leaked["secret"]),
         (["audit", "--tenant", "acme"], None),
