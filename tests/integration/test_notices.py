@@ -57,14 +57,25 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def fresh(dynamodb: Any) -> Iterator[Any]:
-    """Fresh tables, fresh module state, quick delivery settings."""
+def fresh(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Fresh tables, fresh module state, quick delivery settings. The pollers' handlers run
+    in this process, on background threads, while the CLI runs in-process on the same
+    (captured) stdout: their metric and log lines are kept off it (an ERROR still shows)."""
+    import logging
+
+    from functions.common.observability import logger
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")  # read at each flush
+    log = logging.getLogger(logger.name)
+    level = log.level
+    log.setLevel(logging.ERROR)
     ddb.reset_client()
     usage_handler.use_store(None)
     delivery_handler.use_settings(QUICK)
     yield dynamodb
     usage_handler.use_store(None)
     delivery_handler.use_settings(None)
+    log.setLevel(level)
 
 
 @pytest.fixture
