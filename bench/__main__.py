@@ -29,6 +29,7 @@ SECTIONS = (
     "pricing",
     "keyattrs",  # issue 15: networks, tags, per-key limits (bench/keyattrs.py)
     "trust",  # issue 15: the OIDC token exchange (bench/trust.py)
+    "notices",  # threshold notices (issue 14)
 )
 HERE = Path(__file__).parent
 

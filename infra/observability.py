@@ -93,6 +93,13 @@ ALERT_ON_ANY: Final = (
         "A suspension's event could not be published to the event bus: this alarm is then "
         "the only notice. Read the detector's logs.",
     ),
+    (  # threshold notices (issue 14)
+        "NoticesDeadLettered",
+        "NoticeDeadLettered",
+        "A usage.threshold notice could not be delivered to a tenant's webhook (every "
+        "attempt failed). List them: tollgate tenants notices TENANT --failed; after the "
+        "receiver is fixed: tollgate tenants redrive-notices TENANT (docs/billing.md).",
+    ),
 )
 
 _MINUTE = Duration.minutes(1)

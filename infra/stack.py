@@ -10,6 +10,7 @@ from constructs import Construct
 from infra.api import Api
 from infra.detect import Detection
 from infra.functions import Functions
+from infra.notices import Notices
 from infra.observability import Observability
 from infra.settings import Settings
 from infra.tables import Tables
@@ -48,6 +49,7 @@ class TollgateStack(Stack):
             },
         )
         self.usage = UsagePipeline(self, "Usage", settings=settings, functions=self.functions)
+        self.notices = Notices(self, "Notices", settings=settings, functions=self.functions)
         self.waf = Waf(
             self, "Waf", settings=settings, stage_arn=self.api.rest_api.deployment_stage.stage_arn
         )
@@ -60,6 +62,7 @@ class TollgateStack(Stack):
             functions=self.functions,
         )
         self.usage.send_alarms_to(self.observability)
+        self.notices.send_alarms_to(self.observability)
         self.detection.connect(
             access_logs=self.api.access_logs,
             alerts=self.observability.topic,

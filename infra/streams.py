@@ -58,6 +58,7 @@ def stream_consumer(
     iterator_age_alarm_ms: int,
     lag_means: str,
     given_up_means: str,
+    stream: str = "usage",
 ) -> StreamConsumer:
     """``<name>Failures`` (queue), ``<name>Mapping`` and ``<name>IteratorAge`` /
     ``<name>FailuresDepth`` (alarms) in ``scope``. ``what`` names the consumer in the
@@ -95,7 +96,7 @@ def stream_consumer(
             evaluation_periods=3,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-            alarm_description=f"The {what} is {behind} minutes or more behind the usage "
+            alarm_description=f"The {what} is {behind} minutes or more behind the {stream} "
             f"stream for 3 minutes: {lag_means}",
         ),
         cw.Alarm(
@@ -108,7 +109,7 @@ def stream_consumer(
             evaluation_periods=1,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-            alarm_description=f"The {what} gave up on usage stream records (on-failure "
+            alarm_description=f"The {what} gave up on {stream} stream records (on-failure "
             f"queue): {given_up_means}",
         ),
     ]

@@ -83,7 +83,14 @@ class UsagePipeline(Construct):
                 AGGREGATOR_HANDLER,
                 service="usage",
                 description="Tollgate: rolls usage events up, exactly once (stream consumer)",
-                tables={"rollups": ("dynamodb:UpdateItem",)},
+                tables={
+                    "rollups": ("dynamodb:UpdateItem",),
+                    # threshold notices (issue 14): the tenant's limits, one conditional
+                    # put per notice (functions/notices/emitter.py)
+                    "tenants": ("dynamodb:GetItem",),
+                    "plans": ("dynamodb:GetItem",),
+                    "notices": ("dynamodb:PutItem",),
+                },
                 statements=[
                     iam.PolicyStatement(
                         actions=list(_STREAM_READ), resources=[usage.table_stream_arn]

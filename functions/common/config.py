@@ -24,6 +24,7 @@ TABLE_KINDS: Final = (
     "detector",
     "gate",
     "trust",
+    "notices",
 )
 
 
@@ -49,6 +50,7 @@ class TableNames(BaseModel):
     detector: str = "tollgate-detector"
     gate: str = "tollgate-gate"
     trust: str = "tollgate-trust"
+    notices: str = "tollgate-notices"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> TableNames:

@@ -397,6 +397,22 @@ class TrustPolicy(Model):
     by_tenant = TrustByTenant()
 
 
+class Notice(Model):
+    """An item of the notices table (functions/notices/): a tenant's webhook registration
+    (``sk`` = ``webhook``: its URL and signing secret) or one ``usage.threshold`` notice
+    (``sk`` = ``notice#<YYYY-MM>#<metric>#<pct, 3 digits>``: written once by a conditional
+    put, then its delivery state). Written and read only through ``functions/notices/``
+    (its ``store`` module names every attribute); declared here so the table's keys are
+    derived like every other table's. The table's stream feeds the delivery function
+    (``functions/notices/stream.py`` filters it to notices waiting for delivery)."""
+
+    class Meta(_Meta):
+        table_name = _NAMES.notices
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
 class TableSpec:
     """How a model's table is provisioned beyond its keys: stream and TTL."""
 
@@ -422,6 +438,7 @@ TABLES: Final[tuple[TableSpec, ...]] = (
     # ttl: the token route's replay markers and exchange counters expire (gate/items.py)
     TableSpec("gate", GateItem, ttl="ttl"),
     TableSpec("trust", TrustPolicy),
+    TableSpec("notices", Notice, stream="NEW_IMAGE"),
 )
 
 

@@ -59,7 +59,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Final, Protocol
@@ -166,6 +166,8 @@ class StoreUnavailable(Exception):
 @dataclass(frozen=True, slots=True)
 class Applied:
     marks: Mapping[str, str]  # the item's mark attributes after the write
+    # -- threshold notices (issue 14): the item's measures after the write ({}: unknown) --
+    totals: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +175,15 @@ class Behind:
     """The condition failed: the item's mark for the shard is at or past ``:first``."""
 
     mark: str  # the item's mark for the shard (its sequence number part)
+    # -- threshold notices (issue 14): the item's measures as they are ({}: unknown) --
+    totals: Mapping[str, int] = field(default_factory=dict)
+
+
+# -- threshold notices (issue 14) -------------------------------------------------------
+# Called with (tenant id, sort key, measures) after each write of an item, or when a replay
+# is refused, with the item's measures then; False: the notices could not be written, so the
+# item's records are delivered again (functions/notices/emitter.py).
+Observer = Callable[[str, str, Mapping[str, int]], bool]
 
 
 class RollupStore(Protocol):
@@ -246,20 +257,32 @@ def apply_batch(
     stale: StaleMarks | None = None,
     max_workers: int = 1,
     retry_delay_s: float | None = None,
+    observe: Observer | None = None,
 ) -> BatchResult:
-    """Apply ``events`` (records of one shard) to the rollups; see the module docstring."""
+    """Apply ``events`` (records of one shard) to the rollups; see the module docstring.
+
+    ``observe`` (threshold notices) sees each item as its write left it, or as it is when a
+    replay is refused; when it answers False the item's records are delivered again."""
     attr = mark_attr(shard_id)
     items = plan(events)
 
     delay = WRITE_RETRY_DELAY_S if retry_delay_s is None else retry_delay_s
 
+    def observed(item: ItemDelta, totals: Mapping[str, int]) -> str | None:
+        """None, or the item's first record when ``observe`` wants it delivered again."""
+        if observe is None or not totals or observe(item.key.tenant_id, item.key.sk, totals):
+            return None
+        return item.entries[0][0]
+
     def one(item: ItemDelta) -> _ItemOutcome:
         applied: str | None = None  # the item's mark, once learnt from a failed condition
         requests = conflicts = unavailable = 0
+        seen: Mapping[str, int] = {}  # the item's measures from a refused write
         while True:
             share = item.after(applied)
             if share is None:  # it holds all of it: a replay
-                return _ItemOutcome(written=False, requests=requests)
+                again = observed(item, seen)
+                return _ItemOutcome(written=False, requests=requests, retry_from=again)
             remove = stale.take(item.key, keep=attr) if stale is not None else ()
             requests += 1
             try:
@@ -282,8 +305,10 @@ def apply_batch(
             if isinstance(result, Applied):
                 if stale is not None:
                     stale.note(item.key, result.marks, now_s)
-                return _ItemOutcome(written=True, requests=requests)
+                again = observed(item, result.totals)
+                return _ItemOutcome(written=True, requests=requests, retry_from=again)
             applied = mark_seq(result.mark)
+            seen = result.totals
             conflicts += 1
             if conflicts > MAX_CONFLICTS:
                 share = item.after(applied)
@@ -304,8 +329,11 @@ def apply_batch(
             result.written += 1
         elif outcome.retry_from is not None:
             result.failed += 1
-            if result.retry_from is None or outcome.retry_from < result.retry_from:
-                result.retry_from = outcome.retry_from
         else:
             result.replayed += 1
+        # A failed write, or notices not yet written: deliver from its first record again.
+        if outcome.retry_from is not None and (
+            result.retry_from is None or outcome.retry_from < result.retry_from
+        ):
+            result.retry_from = outcome.retry_from
     return result

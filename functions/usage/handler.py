@@ -15,7 +15,7 @@ with one Lambda wants a state back.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
@@ -37,6 +37,9 @@ from functions.usage.aggregator import (
 from functions.usage.batch import Parsed, sequence_number
 from functions.usage.config import UsageSettings
 from functions.usage.logic import UsageFact
+
+if TYPE_CHECKING:
+    from functions.notices.emitter import NoticeEmitter
 
 _settings: UsageSettings | None = None
 _store: RollupStore | None = None
@@ -61,8 +64,32 @@ def store() -> RollupStore:
 
 def use_store(replacement: RollupStore | None) -> None:
     """Swap the store (tests, benchmarks); None: build the DynamoDB one again on next use."""
-    global _store, _settings
-    _store, _settings = replacement, None
+    global _store, _settings, _notices
+    _store, _settings, _notices = replacement, None, None
+
+
+# -- threshold notices (issue 14): the hook that emits usage.threshold notices -------------
+_notices: NoticeEmitter | None = None
+
+
+def notices() -> NoticeEmitter:
+    """The emitter of threshold notices (functions/notices/emitter.py), built on first use."""
+    global _notices
+    if _notices is None:
+        from functions.notices.emitter import NoticeEmitter, TableLimits
+        from functions.notices.store import NoticeStore
+
+        tables = settings().tables
+        _notices = NoticeEmitter(
+            NoticeStore(tables.notices), TableLimits(tables.tenants, tables.plans)
+        )
+    return _notices
+
+
+def use_notices(replacement: NoticeEmitter | None) -> None:
+    """Swap the emitter (tests, benchmarks); None: build the DynamoDB one again on next use."""
+    global _notices
+    _notices = replacement
 
 
 class MissingShardId(Exception):
@@ -134,7 +161,7 @@ def apply_parsed(shard_id: str, parsed: list[Parsed]) -> dict[str, Any]:
     :class:`BatchNotApplied` when nothing could be applied (Lambda bisects the batch)."""
     result = apply_batch(
         shard_id, batch.to_apply(parsed), store(), now_s=time.time(), stale=_stale,
-        max_workers=settings().writers,
+        max_workers=settings().writers, observe=notices().observe,
     )  # fmt: skip
     retry_at = batch.retry_index(parsed, result.retry_from)
     unparseable = sum(1 for p in parsed if p.failed)
@@ -192,4 +219,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return {**apply_parsed(shard_id, processor.parsed), "state": {}}
 
 
-__all__ = ["ParsingProcessor", "apply_parsed", "handler", "parse_record", "use_store"]
+__all__ = [
+    "ParsingProcessor", "apply_parsed", "handler", "notices", "parse_record", "use_notices",
+    "use_store",
+]  # fmt: skip

@@ -56,6 +56,11 @@ def _marks(item: dict[str, Any]) -> dict[str, str]:
     return {k: v["S"] for k, v in item.items() if k.startswith(MARK_PREFIX) and "S" in v}
 
 
+def _totals(item: dict[str, Any]) -> dict[str, int]:
+    """The item's measures (threshold notices read a month total's; functions/notices/)."""
+    return {m: int(item[m]["N"]) for m in MEASURES if "N" in item.get(m, {})}
+
+
 class DynamoRollupStore:
     """:class:`functions.usage.aggregator.RollupStore` on the rollups table."""
 
@@ -92,8 +97,9 @@ class DynamoRollupStore:
                 found = (exc.response.get("Item") or {}).get(mark_attr, {}).get("S")
                 if found is None:  # cannot happen with this condition; never guess
                     raise StoreUnavailable("rollups: condition failed without a mark") from None
-                return Behind(mark=found)
+                return Behind(mark=found, totals=_totals(exc.response.get("Item") or {}))
             raise StoreUnavailable(f"rollups: {error.get('Code', 'error')}") from None
         except BotoCoreError as exc:
             raise StoreUnavailable(f"rollups: {type(exc).__name__}") from None
-        return Applied(marks=_marks(response.get("Attributes") or {}))
+        attributes = response.get("Attributes") or {}
+        return Applied(marks=_marks(attributes), totals=_totals(attributes))

@@ -90,6 +90,10 @@ def test_the_aggregator_may_only_update_rollups_and_read_the_usage_stream(synth:
         ("dynamodb:UpdateItem", rollups),
         *{(a, usage) for a in ("dynamodb:DescribeStream", "dynamodb:GetRecords",
                                "dynamodb:GetShardIterator", "dynamodb:ListStreams")},
+        # threshold notices: the tenant's limits, one conditional put per notice
+        ("dynamodb:GetItem", table_id(synth, "tenants")),
+        ("dynamodb:GetItem", table_id(synth, "plans")),
+        ("dynamodb:PutItem", table_id(synth, "notices")),
     }  # fmt: skip
     role_id = ref(fn["Properties"]["Role"])
     assert role_id is not None

@@ -56,3 +56,9 @@ def set_plan(
         service(ctx).set_plan(tenant_id, plan),
         lambda c, t: render.record(c, render.limits([t])[0], f"Tenant {t['tenant_id']}"),
     )
+
+
+# threshold notices (issue 14): set-webhook, notices, redrive-notices
+from tollgate.cli import notices as _notices  # noqa: E402
+
+_notices.register(app)

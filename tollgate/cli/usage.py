@@ -36,7 +36,7 @@ app = typer.Typer(
 )
 
 _DIMENSION_FIELD = {"key": "key_id", "principal": "principal", "model": "model", "tag": "tag"}
-DEAD_LETTER_SOURCES = ("usage-aggregator", "spike-detector")  # local pollers' names
+DEAD_LETTER_SOURCES = ("usage-aggregator", "spike-detector", "notice-delivery")  # local pollers
 
 
 def _columns(dimension: str) -> list[tuple[str, str]]:

@@ -84,11 +84,14 @@ def stream_consumers() -> list[StreamSource]:
     Add a consumer here with the same handler and StreamSettings its CDK mapping uses.
     """
     from functions.detector.stream import DETECTOR_HANDLER, DETECTOR_STREAM
+    from functions.notices.stream import DELIVERY_HANDLER, DELIVERY_STREAM
     from functions.usage.stream import AGGREGATOR_HANDLER, AGGREGATOR_STREAM
 
     return [
         StreamSource("usage-aggregator", "usage", AGGREGATOR_HANDLER, AGGREGATOR_STREAM),
         StreamSource("spike-detector", "usage", DETECTOR_HANDLER, DETECTOR_STREAM),
+        # threshold notices (issue 14): delivery of usage.threshold webhooks
+        StreamSource("notice-delivery", "notices", DELIVERY_HANDLER, DELIVERY_STREAM),
     ]
 
 
