@@ -64,6 +64,7 @@ from functions.api.providers import (
 from functions.api.services import Services
 from functions.api.usage import UsageRecorder, cost_micros, mark_recorded
 from functions.gate.reservations import Marker
+from functions.pricing import money
 
 OPERATION = "chat.completions"
 NOT_RUN = (ProviderRejected, ModelUnavailable, ProviderUnreachable)
@@ -160,6 +161,15 @@ class Call:
         self.settled = False
         self.estimated = False
         self.billed = (0, 0)  # prompt, completion tokens of the event
+        # -- spend budgets (docs/billing.md): the price the reservation's worst case was
+        # held at; the settle brings the spend counters to the cost at that price.
+        self.price: money.Price | None = None
+
+    def spent_micros(self, prompt: int, completion: int) -> int:
+        """What the spend counters settle to for these tokens (0 without a price)."""
+        if self.price is None:
+            return 0
+        return money.cost_micros(self.price, money.Tokens(prompt, completion))
 
     @classmethod
     def open(
@@ -183,6 +193,7 @@ class Call:
             target = select_model(caller, plan, prompt.model)
             provider = services.providers.get(target.kind)
             bound = provider.prompt_upper_bound(prompt.messages)
+            price = services.prices.of(plan, prompt.model)  # spend budgets: the worst case
             reservation = services.budget.reserve(
                 tenant_id=caller.tenant_id,
                 key_id=caller.key_id,
@@ -191,6 +202,7 @@ class Call:
                 max_tokens=prompt.max_tokens or min(services.settings.default_max_tokens, cap),
                 flexible=prompt.max_tokens is None,
                 marker=marker(caller, usage, plan),
+                price=price,
             )
         except Exception as exc:
             usage.fail(exc)
@@ -206,7 +218,9 @@ class Call:
             stop=prompt.stop,
             timeout_s=timeout_s,
         )
-        return cls(services, caller, usage, plan, provider, bound, reservation, model_call)
+        call = cls(services, caller, usage, plan, provider, bound, reservation, model_call)
+        call.price = price
+        return call
 
     @property
     def upper_bound(self) -> tuple[int, int]:
@@ -227,8 +241,11 @@ class Call:
         self.estimated, self.billed = estimated, (prompt, completion)
         outcome = self.usage.write()
         # A redelivered request id is recorded already: hand back everything reserved here.
+        duplicate = outcome == "duplicate"
         self.services.budget.settle(
-            self.reservation, 0 if outcome == "duplicate" else prompt + completion
+            self.reservation,
+            0 if duplicate else prompt + completion,
+            0 if duplicate else self.spent_micros(prompt, completion),
         )
 
     def finish(self, prompt_tokens: int, completion_tokens: int) -> None:

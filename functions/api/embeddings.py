@@ -34,6 +34,7 @@ from functions.api.providers.echo import DEFAULT_DIMENSIONS, echo_vector
 from functions.api.schemas import EmbeddingsRequest
 from functions.api.services import Services
 from functions.api.usage import UsageRecorder, cost_micros
+from functions.pricing import money
 
 OPERATION: Final = "embeddings.create"
 
@@ -56,6 +57,7 @@ def create(
             )
         provider.check_embedding_model(target.model)
         bound = provider.embedding_upper_bound(inputs)
+        price = services.prices.of(plan, request.model)  # spend budgets: the worst case
         reservation = services.budget.reserve(
             tenant_id=caller.tenant_id,
             key_id=caller.key_id,
@@ -64,6 +66,7 @@ def create(
             max_tokens=0,
             flexible=False,
             marker=marker(caller, usage, plan),
+            price=price,
         )
         call = EmbeddingCall(
             model=target.model,
@@ -83,7 +86,10 @@ def create(
                 cost = cost_micros(bound, 0, plan.price_prompt_micros_per_1k, 0)
                 usage.fail_billed(exc, bound, 0, cost, estimated=True)
                 outcome = usage.write()
-                services.budget.settle(reservation, 0 if outcome == "duplicate" else bound)
+                dup = outcome == "duplicate"
+                services.budget.settle(
+                    reservation, 0 if dup else bound, 0 if dup else _spent(price, bound)
+                )
             raise
         prompt = result.prompt_tokens
         cost = cost_micros(prompt, 0, plan.price_prompt_micros_per_1k, 0)
@@ -92,6 +98,14 @@ def create(
         else:
             usage.ok(prompt, 0, cost)
         outcome = usage.write()
-        services.budget.settle(reservation, 0 if outcome == "duplicate" else prompt)
+        dup = outcome == "duplicate"
+        services.budget.settle(
+            reservation, 0 if dup else prompt, 0 if dup else _spent(price, prompt)
+        )
     vectors = [list(v) for v in result.vectors]
     return responses.embedding_list(request.model, vectors, prompt, request.encoding_format)
+
+
+def _spent(price: money.Price, prompt_tokens: int) -> int:
+    """What the spend counters settle to (docs/billing.md, "Spend budgets")."""
+    return money.cost_micros(price, money.Tokens(prompt_tokens, 0))
