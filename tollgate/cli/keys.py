@@ -59,14 +59,20 @@ def delegate(
     expires_in: str | None = typer.Option(
         None, "--expires-in", metavar="DURATION", help="Clamped to the parent's expiry."
     ),
+    spend_budget: str | None = typer.Option(
+        None, "--spend-budget", metavar="USD", help="Total money this key may spend, e.g. 5.00."
+    ),
 ) -> None:
     """Issue a child key for an agent, never wider or longer-lived than its parent."""
+    from functions.keys import rules
+
     key = service(ctx).delegate_key(
         parent_key_id,
         principal=principal,
         scopes=split_csv(scopes),
         token_budget=token_budget,
         expires_in=expires_in,
+        spend_budget_micros=rules.spend_micros("spend budget", spend_budget, minimum=1),
     )
     if key.get("expiry_clamped"):
         note(ctx, "note: the requested expiry was later than the parent's; clamped to it")
