@@ -1,7 +1,7 @@
 """Test helpers over the gate (``functions/gate/``): seed a tenant's counter shards and key
 items, change them, and read a tenant back in one legacy-shaped view (``mo``, ``mreq``,
-``mtok``, ``mspend`` summed over the live shards; ``gate``: key id -> key item) so that tests assert on
-counters, not on the layout."""
+``mtok``, ``mspend`` summed over the live shards; ``gate``: key id -> key item) so that tests
+assert on counters, not on the layout."""
 
 from __future__ import annotations
 

@@ -3,10 +3,10 @@
 explains a failure (``diagnose_key`` / ``diagnose_shard``).
 
 For random key items and counter shards (statuses, serials and graces, parent statuses,
-token and spend budgets, minute and month windows, counts around their limits, scopes, per-key limits), put
-the item into moto, send the write, and check: the write succeeded exactly when the Python
-rule finds nothing to refuse and nothing to roll forward; and when it failed, the diagnosis
-names a refusal or the change to make before trying again.
+token and spend budgets, minute and month windows, counts around their limits, scopes,
+per-key limits), put the item into moto, send the write, and check: the write succeeded
+exactly when the Python rule finds nothing to refuse and nothing to roll forward; and when it
+failed, the diagnosis names a refusal or the change to make before trying again.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ key_items = st.fixed_dictionaries(
         "b": st.integers(0, 4),
         "u": st.integers(0, 4),
         "sb": st.integers(0, 4),
-    },  # fmt: skip
+    },
 ).map(lambda i: {**i, "su": i["sb"] - 2 + i["c"]} if "sb" in i else i)  # spent around it
 shard_items = st.fixed_dictionaries(
     {
@@ -65,7 +65,7 @@ shard_items = st.fixed_dictionaries(
         "ta": st.integers(0, 4),
         "rpm": st.integers(0, 4),
         "sa": st.integers(0, 4),
-    },  # fmt: skip
+    },
 )
 
 
