@@ -121,3 +121,12 @@ def view(tenant_id: str, env: str = "live") -> dict[str, Any]:
         "shards": shards,
         "gate": {i["_id"]: i for i in _key_items(tenant_id)},
     }
+
+
+def scan_markers() -> list[dict[str, Any]]:
+    """Every reservation marker in the gate table (``functions/gate/reservations.py``)."""
+    import boto3
+
+    items = boto3.client("dynamodb").scan(TableName=table(), ConsistentRead=True)["Items"]
+    found = [item_from_ddb(i) for i in items if it.is_marker(i["pk"]["S"])]
+    return [i for i in found if i["pk"] != "r#sweep"]

@@ -346,7 +346,9 @@ class Budget:
         if window.unlimited:
             return self._reservation(tenant_id, key_id, window, 0, max_tokens, 0)
         refusal: InsufficientQuota | None = None  # raised if others keep taking what is left
-        for _ in range(ATTEMPTS):
+        attempt, attempts = 0, ATTEMPTS
+        while attempt < attempts:
+            attempt += 1
             amount = prompt_tokens + max_tokens
             spend = (
                 money.worst_case_micros(price, prompt_tokens, max_tokens)
@@ -385,6 +387,10 @@ class Budget:
                     self._give_back_key(key_id, window, amount, spend)
                 from functions.gate.store import DependencyError
 
+                if int((failed.old or {}).get(it.SHARDS) or 1) > 1:
+                    # each borrow can be outrun by concurrent borrowers near exhaustion: a
+                    # few more attempts per shard before refusing (as the authorizer does)
+                    attempts = ATTEMPTS + 2 * int((failed.old or {})[it.SHARDS])
                 try:
                     window, max_tokens, refusal = self._after_shard_refusal(
                         failed.old, tenant_id, key_id, window, prompt_tokens, max_tokens,
@@ -450,7 +456,8 @@ class Budget:
                 counter, needed = it.SPEND, spend - (spend_left or 0)
             if store.borrow(self._store.tables.gate, facts, window.shard, view_s, counter,
                             needed, month):  # fmt: skip
-                return window, max_tokens, None
+                # refused after all if others keep taking what was borrowed
+                return window, max_tokens, short.refusal
         if flexible and short.allowance >= 1:
             return window, short.allowance, short.refusal
         raise short.refusal

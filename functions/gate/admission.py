@@ -392,7 +392,13 @@ def pick_donor(
     shards: Sequence[Mapping[str, Any]], counter: str, needed: int, month: str, exclude: int
 ) -> tuple[Mapping[str, Any], int] | None:
     """The shard with the most allocation left in ``month`` and how much to take from it
-    (half of what it has left, at least ``needed``), or None if none has ``needed``."""
+    (half of what it has left, at least ``needed``), or None if no shard has anything left.
+
+    When no single shard has ``needed`` left (what is left is spread thin, as a spend
+    budget's micro-dollars can be), the one with the most gives all it has left: the caller
+    tries again and gathers the rest from the next one, so what a tenant has left is usable
+    by one request whatever shards hold it.
+    """
     alloc = ALLOC_OF[counter]
     best: tuple[Mapping[str, Any], int] | None = None
     for shard in shards:
@@ -401,8 +407,10 @@ def pick_donor(
         if shard.get(alloc) is None:
             continue
         room = int(shard[alloc]) - int(shard.get(counter) or 0)
-        if room >= needed and (best is None or room > best[1]):
+        if room > 0 and (best is None or room > best[1]):
             best = (shard, room)
     if best is None:
         return None
+    if best[1] < needed:
+        return best
     return best[0], max(needed, best[1] // 2)

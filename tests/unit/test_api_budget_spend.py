@@ -179,3 +179,17 @@ def test_affordable_completion_is_the_largest_that_fits() -> None:
             assert worst_case_micros(price, prompt, c) <= left, (seed, price, prompt, left, c)
         if c < wanted and worst_case_micros(price, prompt, 0) <= left:
             assert worst_case_micros(price, prompt, c + 1) > left, (seed, price, prompt, left)
+
+
+def test_a_thinly_spread_remainder_is_lent_whole() -> None:
+    """No shard has a request's worth left, together they have: the richest gives all."""
+    from functions.gate import admission as ad
+
+    month = "2026-11"
+    shards = [shard(ix=0, sa=133, sp=133), shard(ix=1, sa=3, sp=0), shard(ix=2, sa=2, sp=0),
+              shard(ix=3, sa=2, sp=0, mo="2000-01")]  # fmt: skip
+    found = ad.pick_donor(shards, "sp", 7, month, exclude=0)
+    assert found is not None and found[0]["ix"] == 1 and found[1] == 3
+    found = ad.pick_donor(shards, "sp", 2, month, exclude=0)
+    assert found is not None and found[1] == 2  # enough: at least what is needed
+    assert ad.pick_donor([*shards[:1], shard(ix=1, sa=3, sp=3)], "sp", 7, month, 0) is None
