@@ -16,7 +16,9 @@ from pathlib import Path
 
 from bench.common import Figure, Section
 
-SECTIONS = ("gate", "scale", "api", "streaming", "usage", "detect", "package", "soak", "peers")
+SECTIONS = (
+    "gate", "scale", "api", "spend", "streaming", "usage", "detect", "package", "soak", "peers",
+)  # fmt: skip
 HERE = Path(__file__).parent
 
 

@@ -315,3 +315,22 @@ def test_tenant_spend_over_4_shards_is_never_exceeded_under_32_clients(tables: A
         assert _books(tables, tenant_id) * COST == spent
         allocs = [int(s[it.SPEND_ALLOC]) for s in gate_support.view(tenant_id)["shards"]]
         assert sum(allocs) == limit
+
+
+def test_the_items_every_request_writes_stay_within_one_write_unit(tables: Any) -> None:
+    """Spend attributes on the key item and the shard, at their largest values and with the
+    longest ids: each item stays <= 1 KB (one write unit per write)."""
+    from functions.common.config import TableNames
+    from tollgate.local.capacity import item_size
+
+    tenant_id = "t" * 64
+    _tenant(tenant_id, spend=10**15, shards=64)
+    parent = make_key(tenant_id)
+    child = make_key(tenant_id, parent=parent, budget=10**12, spend_budget=10**15)
+    gate_support.set_key(tenant_id, child, u=10**12 - 1, su=10**15 - 1, c=10**6, w=10**8)
+    gate_support.set_shard(tenant_id, index=63, sp=10**15 - 1, rq=10**9, tk=10**12)
+    key = tables.get_item(TableName=TableNames().gate, Key=it.key_address(child, parent))["Item"]
+    shard = tables.get_item(TableName=TableNames().gate,
+                            Key=it.shard_address(tenant_id, "live", 63))["Item"]  # fmt: skip
+    assert it.SPENT in key and it.SPEND_LIMIT in shard and it.SPEND_ALLOC in shard
+    assert item_size(key) <= 1024 and item_size(shard) <= 1024, (item_size(key), item_size(shard))

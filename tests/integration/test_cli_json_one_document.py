@@ -69,7 +69,7 @@ def every_command(trace: str) -> list[Command]:
     suspended = svc.create_key("acme", actor="test")
     svc.suspend(suspended["key_id"], reason="spike", actor="test:detector")
     return [
-        (["plans", "create", "basic"], None),
+        (["plans", "create", "basic", "--spend-per-month", "100.50"], None),
         (["plans", "list"], None),
         (["plans", "show", "pro"], None),
         (["tenants", "create", "beta", "--plan", "basic"], None),
@@ -78,6 +78,10 @@ def every_command(trace: str) -> list[Command]:
         (["tenants", "set-plan", "beta", "pro"], None),
         (["keys", "create", "--tenant", "acme", "--env", "test"], None),
         (["keys", "delegate", parent["key_id"], "--principal", "sub", "--token-budget", "9"], None),
+        (
+            ["keys", "delegate", parent["key_id"], "--principal", "s2", "--spend-budget", "2.5"],
+            None,
+        ),
         (["keys", "list", "--tenant", "acme"], None),
         (["keys", "show", parent["key_id"]], None),
         (["keys", "rotate", parent["key_id"], "--grace", "1h"], None),
