@@ -28,7 +28,7 @@ Because every reservation is an upper bound and a write succeeds only if the sum
 within the limit, the counters never pass a limit, whatever the concurrency.
 
 **Settle** adds ``actual - r`` tokens and ``cost - s`` micro-dollars to each (negative:
-handed back; ``cost`` is ``money.cost_micros`` of the reported tokens), sent once each (a
+handed back; ``cost`` is the usage event's own cost), sent once each (a
 lost answer leaves the reservation counted: over, never under). The shard part is
 conditional on ``#mo = :month`` so a reservation made in a month that has since rolled over
 is not subtracted from the new month's count. With no limit at all nothing is reserved and
@@ -523,8 +523,8 @@ class Budget:
     def settle(self, reservation: Reservation, actual: int, cost: int | None = None) -> None:
         """Bring the counters from the reserved amount to ``actual`` tokens costing ``cost``
         micro-dollars (``actual`` 0: release it all). ``cost`` None keeps the spend
-        reserved (over, never under) unless ``actual`` is 0; callers pass
-        ``money.cost_micros`` of the tokens they bill.
+        reserved (over, never under) unless ``actual`` is 0; callers pass the cost their
+        usage event bills, so the spend counters add up to the events.
 
         Never raises: a settle that cannot be written leaves the reservation in place (the
         counters then over-count, never under-count), and says so in the logs and metrics.

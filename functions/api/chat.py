@@ -64,7 +64,6 @@ from functions.api.providers import (
 from functions.api.services import Services
 from functions.api.usage import UsageRecorder, cost_micros, mark_recorded
 from functions.gate.reservations import Marker
-from functions.pricing import money
 
 OPERATION = "chat.completions"
 NOT_RUN = (ProviderRejected, ModelUnavailable, ProviderUnreachable)
@@ -161,15 +160,6 @@ class Call:
         self.settled = False
         self.estimated = False
         self.billed = (0, 0)  # prompt, completion tokens of the event
-        # -- spend budgets (docs/billing.md): the price the reservation's worst case was
-        # held at; the settle brings the spend counters to the cost at that price.
-        self.price: money.Price | None = None
-
-    def spent_micros(self, prompt: int, completion: int) -> int:
-        """What the spend counters settle to for these tokens (0 without a price)."""
-        if self.price is None:
-            return 0
-        return money.cost_micros(self.price, money.Tokens(prompt, completion))
 
     @classmethod
     def open(
@@ -218,9 +208,7 @@ class Call:
             stop=prompt.stop,
             timeout_s=timeout_s,
         )
-        call = cls(services, caller, usage, plan, provider, bound, reservation, model_call)
-        call.price = price
-        return call
+        return cls(services, caller, usage, plan, provider, bound, reservation, model_call)
 
     @property
     def upper_bound(self) -> tuple[int, int]:
@@ -241,11 +229,10 @@ class Call:
         self.estimated, self.billed = estimated, (prompt, completion)
         outcome = self.usage.write()
         # A redelivered request id is recorded already: hand back everything reserved here.
+        # The spend counters settle to the event's own cost (counters == events).
         duplicate = outcome == "duplicate"
         self.services.budget.settle(
-            self.reservation,
-            0 if duplicate else prompt + completion,
-            0 if duplicate else self.spent_micros(prompt, completion),
+            self.reservation, 0 if duplicate else prompt + completion, 0 if duplicate else cost
         )
 
     def finish(self, prompt_tokens: int, completion_tokens: int) -> None:

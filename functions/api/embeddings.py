@@ -34,7 +34,6 @@ from functions.api.providers.echo import DEFAULT_DIMENSIONS, echo_vector
 from functions.api.schemas import EmbeddingsRequest
 from functions.api.services import Services
 from functions.api.usage import UsageRecorder, cost_micros
-from functions.pricing import money
 
 OPERATION: Final = "embeddings.create"
 
@@ -87,9 +86,7 @@ def create(
                 usage.fail_billed(exc, bound, 0, cost, estimated=True)
                 outcome = usage.write()
                 dup = outcome == "duplicate"
-                services.budget.settle(
-                    reservation, 0 if dup else bound, 0 if dup else _spent(price, bound)
-                )
+                services.budget.settle(reservation, 0 if dup else bound, 0 if dup else cost)
             raise
         prompt = result.prompt_tokens
         cost = cost_micros(prompt, 0, plan.price_prompt_micros_per_1k, 0)
@@ -99,13 +96,6 @@ def create(
             usage.ok(prompt, 0, cost)
         outcome = usage.write()
         dup = outcome == "duplicate"
-        services.budget.settle(
-            reservation, 0 if dup else prompt, 0 if dup else _spent(price, prompt)
-        )
+        services.budget.settle(reservation, 0 if dup else prompt, 0 if dup else cost)
     vectors = [list(v) for v in result.vectors]
     return responses.embedding_list(request.model, vectors, prompt, request.encoding_format)
-
-
-def _spent(price: money.Price, prompt_tokens: int) -> int:
-    """What the spend counters settle to (docs/billing.md, "Spend budgets")."""
-    return money.cost_micros(price, money.Tokens(prompt_tokens, 0))
