@@ -334,3 +334,19 @@ def test_the_items_every_request_writes_stay_within_one_write_unit(tables: Any) 
                             Key=it.shard_address(tenant_id, "live", 63))["Item"]  # fmt: skip
     assert it.SPENT in key and it.SPEND_LIMIT in shard and it.SPEND_ALLOC in shard
     assert item_size(key) <= 1024 and item_size(shard) <= 1024, (item_size(key), item_size(shard))
+
+
+def test_embeddings_spend_the_budget_too(tables: Any) -> None:
+    from tests.integration.api_events import call, event
+
+    _tenant()
+    child = make_key("acme", parent=make_key("acme"), spend_budget=1000)
+    who = who_for("acme", child)
+    reply = call(event("POST", "/v1/embeddings", who,
+                       body={"model": "tollgate-echo", "input": "hello world"}))  # fmt: skip
+    assert reply.status == 200, reply.text
+    prompt = reply.json["usage"]["prompt_tokens"]
+    assert _key_item("acme", child)[it.SPENT] == prompt  # 1 micro-dollar per prompt token
+    assert tenant_item(tables)["mspend"] == prompt
+    [ev] = events_table(tables)
+    assert ev["cost_micros"] == prompt
