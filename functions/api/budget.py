@@ -392,12 +392,15 @@ class Budget:
                     # few more attempts per shard before refusing (as the authorizer does)
                     attempts = ATTEMPTS + 2 * int((failed.old or {})[it.SHARDS])
                 try:
-                    window, max_tokens, refusal = self._after_shard_refusal(
+                    window, max_tokens, seen = self._after_shard_refusal(
                         failed.old, tenant_id, key_id, window, prompt_tokens, max_tokens,
                         flexible, price,
                     )  # fmt: skip
                 except DependencyError:
                     raise ServiceUnavailable("The token budget is unavailable; retry.") from None
+                # a request outrun near exhaustion is refused as short, not failed: keep the
+                # last refusal seen even if a later look found room that others then took
+                refusal = seen or refusal
                 continue
             reservation = self._reservation(tenant_id, key_id, window, amount, max_tokens, spend)
             if marker is not None:
