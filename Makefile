@@ -10,7 +10,7 @@ export CDK_DISABLE_CLI_TELEMETRY := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 export npm_config_update_notifier := false
 
-.PHONY: install local test lint format unit integration infra e2e fuzz bench soak synth deploy clean
+.PHONY: install browser local test lint format unit integration infra e2e fuzz bench soak synth deploy clean
 CDK := node_modules/.bin/cdk
 CDK_ARGS ?=
 
@@ -26,7 +26,12 @@ install: $(STAMP)
 local: install  ## run the whole system on this machine (Ctrl-C stops it)
 	$(PY) -m tollgate.local
 
-test: install lint  ## lint, type-check, then every test
+# Debian's Chromium for the statement page's browser check (a no-op once installed; as root
+# or with password-less sudo; see .ci/install-chromium).
+browser:  ## install Debian's chromium if /usr/bin/chromium is missing
+	@test -x /usr/bin/chromium || .ci/install-chromium
+
+test: install lint browser  ## lint, type-check, then every test
 	$(PY) -m pytest
 
 lint: install
@@ -40,6 +45,7 @@ format: install
 
 unit integration infra e2e: install
 	$(PY) -m pytest tests/$@
+integration: browser
 
 bench: install  ## print the benchmark report (bench/REPORT.md)
 	$(PY) -m bench

@@ -17,8 +17,18 @@ from pathlib import Path
 from bench.common import Figure, Section
 
 SECTIONS = (
-    "gate", "scale", "api", "spend", "streaming", "usage", "detect", "package", "soak", "peers",
-)  # fmt: skip
+    "gate",
+    "scale",
+    "api",
+    "spend",
+    "streaming",
+    "usage",
+    "detect",
+    "package",
+    "soak",
+    "peers",
+    "pricing",
+)
 HERE = Path(__file__).parent
 
 

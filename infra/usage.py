@@ -153,7 +153,11 @@ class UsagePipeline(Construct):
                 STATEMENTS_HANDLER,
                 service="statements",
                 description="Tollgate: writes last month's statement of every tenant to S3",
-                tables={"rollups": ("dynamodb:Query",), "plans": ("dynamodb:GetItem",)},
+                # BatchGetItem: the month's per-day totals for the HTML page's chart.
+                tables={
+                    "rollups": ("dynamodb:Query", "dynamodb:BatchGetItem"),
+                    "plans": ("dynamodb:GetItem",),
+                },
                 statements=[
                     # The tenant list: a Scan of the base table only (through ``tables`` the
                     # builder would add the table's indexes, which this function never reads).

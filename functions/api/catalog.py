@@ -22,6 +22,7 @@ from functions.api.errors import ModelNotFound
 from functions.api.providers import ECHO_MODEL
 from functions.api.services import Services
 from functions.api.usage import UsageRecorder
+from functions.pricing.catalogue import UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,12 @@ def list_models(services: Services, caller: Caller, operation: str) -> dict[str,
 def get_model(services: Services, caller: Caller, model_id: str, operation: str) -> dict[str, Any]:
     """One model this key may use; 404 ``model_not_found`` for any other (existing or not:
     a key learns nothing about models it may not use)."""
-    with UsageRecorder(services.store, caller, operation, model=model_id[:200]) as usage:
-        if model_id not in _models(services, caller, usage):
+    with UsageRecorder(services.store, caller, operation, model=UNKNOWN) as usage:
+        if model_id not in _models(services, caller, usage):  # not billable: stays unknown
             raise ModelNotFound(
                 f"The model '{model_id[:200]}' does not exist or you do not have access to it.",
                 param="model",
             )
+        usage.model = model_id
         usage.ok()
     return responses.model_object(model_id)

@@ -26,6 +26,14 @@ the upper bound. The usage event and the settle happen before the final chunk (a
 ``[DONE]``) is sent. Not covered here: a function killed mid-call (its reservation stays
 counted until the sweep settles it at its upper bound, from the marker written after the
 reservation: :func:`marker`, ``functions/gate/reservations.py``).
+
+**Price** (issue 14): the call's price is asked once, at admission
+(``services.prices.of(plan, model)``, no round trip in steady state: functions/api/prices.py),
+and fixed into its usage event at settle with the token details the provider reported
+(:meth:`Call._bill`); :attr:`ChatResult.cost_micros` is what the caller is told
+(``x-tollgate-cost-usd``, or ``usage.cost_usd`` of a stream's last chunk). A refused request
+whose model the plan does not list records the model ``unknown``: a caller's made-up name
+never reaches an invoice (functions/usage/logic.py).
 """
 
 from __future__ import annotations
@@ -62,8 +70,10 @@ from functions.api.providers import (
     route,
 )
 from functions.api.services import Services
-from functions.api.usage import UsageRecorder, cost_micros, mark_recorded
+from functions.api.usage import UsageRecorder, mark_recorded
 from functions.gate.reservations import Marker
+from functions.pricing.catalogue import UNKNOWN
+from functions.pricing.money import Price, Tokens
 
 OPERATION = "chat.completions"
 NOT_RUN = (ProviderRejected, ModelUnavailable, ProviderUnreachable)
@@ -88,6 +98,7 @@ class ChatResult:
     model: str
     completion: Completion
     estimated: bool = False
+    cost_micros: int = 0  # pricing (issue 14): what the call was billed, micro-dollars
 
 
 def forbid_for_test_key(caller: Caller, model_id: str) -> None:
@@ -110,14 +121,18 @@ def select_model(caller: Caller, plan: PlanView, model_id: str) -> Route:
     return target
 
 
-def marker(caller: Caller, usage: UsageRecorder, plan: PlanView) -> Marker:
+def marker(
+    caller: Caller, usage: UsageRecorder, plan: PlanView, price: Price | None = None
+) -> Marker:
     """What the sweep needs to settle this request's reservation if the function dies: its
-    usage event billed at the reservation (``functions/gate/reservations.py``)."""
+    usage event billed at the reservation (``functions/gate/reservations.py``), at ``price``
+    (None: the plan's flat price)."""
+    charged = price or Price.per_1k(plan.price_prompt_micros_per_1k,
+                                    plan.price_completion_micros_per_1k)  # fmt: skip
 
     def event_of(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
         record = dataclasses.replace(usage)  # a copy: the request's own recorder is untouched
-        cost = cost_micros(prompt_tokens, completion_tokens, plan.price_prompt_micros_per_1k,
-                           plan.price_completion_micros_per_1k)  # fmt: skip
+        cost = record.priced(charged, Tokens(prompt_tokens, completion_tokens))
         record.fail_billed(None, prompt_tokens, completion_tokens, cost, estimated=True)
         return record.item()
 
@@ -148,6 +163,7 @@ class Call:
         prompt_bound: int,
         reservation: Reservation,
         model_call: ModelCall,
+        price: Price | None = None,
     ) -> None:
         self.services = services
         self.caller = caller
@@ -160,6 +176,10 @@ class Call:
         self.settled = False
         self.estimated = False
         self.billed = (0, 0)  # prompt, completion tokens of the event
+        # pricing (issue 14): the price fixed at admission, the cost billed at settle
+        self.price = price or Price.per_1k(plan.price_prompt_micros_per_1k,
+                                           plan.price_completion_micros_per_1k)  # fmt: skip
+        self.cost_micros = 0
 
     @classmethod
     def open(
@@ -176,14 +196,15 @@ class Call:
         error raised (marked recorded)."""
         cap = check_limits(prompt, services, param)
         usage = UsageRecorder(services.store, caller, operation, model=prompt.model)
+        target: Route | None = None
         try:
             forbid_for_test_key(caller, prompt.model)
             plan = services.plans.get(caller.plan)
             usage.plan = plan.name
             target = select_model(caller, plan, prompt.model)
+            price = services.prices.of(plan, prompt.model)
             provider = services.providers.get(target.kind)
             bound = provider.prompt_upper_bound(prompt.messages)
-            price = services.prices.of(plan, prompt.model)  # spend budgets: the worst case
             reservation = services.budget.reserve(
                 tenant_id=caller.tenant_id,
                 key_id=caller.key_id,
@@ -191,10 +212,12 @@ class Call:
                 prompt_tokens=bound,
                 max_tokens=prompt.max_tokens or min(services.settings.default_max_tokens, cap),
                 flexible=prompt.max_tokens is None,
-                marker=marker(caller, usage, plan),
-                price=price,
+                marker=marker(caller, usage, plan, price),
+                price=price,  # spend budgets: the worst case at this price is held
             )
         except Exception as exc:
+            if target is None:  # a model the plan does not list: its name is not billable
+                usage.model = UNKNOWN
             usage.fail(exc)
             usage.write()
             mark_recorded(exc)
@@ -208,7 +231,7 @@ class Call:
             stop=prompt.stop,
             timeout_s=timeout_s,
         )
-        return cls(services, caller, usage, plan, provider, bound, reservation, model_call)
+        return cls(services, caller, usage, plan, provider, bound, reservation, model_call, price)
 
     @property
     def upper_bound(self) -> tuple[int, int]:
@@ -216,12 +239,14 @@ class Call:
         return self.prompt_bound, self.reservation.max_tokens
 
     def _bill(self, error: BaseException | None, prompt: int, completion: int, *,
-              estimated: bool) -> None:  # fmt: skip
+              estimated: bool, cached: int = 0, reasoning: int = 0) -> None:  # fmt: skip
         if self.settled:
             return
         self.settled = True
-        cost = cost_micros(prompt, completion, self.plan.price_prompt_micros_per_1k,
-                           self.plan.price_completion_micros_per_1k)  # fmt: skip
+        # pricing (issue 14): the price fixed at admission, with the token details
+        cost = self.cost_micros = self.usage.priced(
+            self.price, Tokens(prompt, completion, cached, reasoning)
+        )
         if error is None and not estimated:
             self.usage.ok(prompt, completion, cost)
         else:
@@ -235,9 +260,12 @@ class Call:
             self.reservation, 0 if duplicate else prompt + completion, 0 if duplicate else cost
         )
 
-    def finish(self, prompt_tokens: int, completion_tokens: int) -> None:
+    def finish(
+        self, prompt_tokens: int, completion_tokens: int, cached: int = 0, reasoning: int = 0
+    ) -> None:
         """The provider reported its usage: bill exactly that."""
-        self._bill(None, prompt_tokens, completion_tokens, estimated=False)
+        self._bill(None, prompt_tokens, completion_tokens, estimated=False, cached=cached,
+                   reasoning=reasoning)  # fmt: skip
 
     def estimate(self, error: BaseException | None) -> None:
         """The usage is unknown: bill the upper bound, marked estimated."""
@@ -260,7 +288,12 @@ class Call:
 
 
 def _result(
-    caller: Caller, model: str, completion: Completion, estimated: bool, id_prefix: str
+    caller: Caller,
+    model: str,
+    completion: Completion,
+    estimated: bool,
+    id_prefix: str,
+    cost_micros: int = 0,
 ) -> ChatResult:
     return ChatResult(
         id=f"{id_prefix}{caller.request_id}",
@@ -268,6 +301,7 @@ def _result(
         model=model,
         completion=completion,
         estimated=estimated,
+        cost_micros=cost_micros,
     )
 
 
@@ -288,8 +322,9 @@ def complete(
     except Exception as exc:
         call.fail(exc)
         raise
-    call.finish(completion.prompt_tokens, completion.completion_tokens)
-    return _result(caller, prompt.model, completion, False, id_prefix)
+    call.finish(completion.prompt_tokens, completion.completion_tokens,
+                completion.cached_tokens, completion.reasoning_tokens)  # fmt: skip
+    return _result(caller, prompt.model, completion, False, id_prefix, call.cost_micros)
 
 
 def stream(
@@ -325,7 +360,7 @@ class ChatStream:
         self._deadline = time.monotonic() + call.model_call.timeout_s
         self._parts: list[str] = []
         self.finish_reason = "stop"
-        self._usage: tuple[int, int] | None = None
+        self._usage: tuple[int, int, int, int] | None = None  # prompt, completion, details
 
     @property
     def text(self) -> str:
@@ -335,9 +370,12 @@ class ChatStream:
     def result(self) -> ChatResult:
         """The whole answer with the usage billed (after the stream ended)."""
         prompt, completion = self.call.billed
+        details = self._usage if self._usage is not None and not self.call.estimated else None
+        cached, reasoning = (details[2], details[3]) if details else (0, 0)
         return ChatResult(self.meta.id, self.meta.created, self.meta.model,
-                          Completion(self.text, prompt, completion, self.finish_reason),
-                          self.call.estimated)  # fmt: skip
+                          Completion(self.text, prompt, completion, self.finish_reason, cached,
+                                     reasoning),
+                          self.call.estimated, self.call.cost_micros)  # fmt: skip
 
     def _take(self, delta: Delta) -> None:
         if time.monotonic() > self._deadline:
@@ -347,7 +385,8 @@ class ChatStream:
         if delta.finish_reason:
             self.finish_reason = delta.finish_reason
         if delta.prompt_tokens is not None and delta.completion_tokens is not None:
-            self._usage = (delta.prompt_tokens, delta.completion_tokens)
+            self._usage = (delta.prompt_tokens, delta.completion_tokens,
+                           delta.cached_tokens, delta.reasoning_tokens)  # fmt: skip
 
     def _end(self) -> None:
         if self._usage is None:

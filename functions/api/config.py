@@ -12,7 +12,9 @@ CDK sets exactly these on the function (plus the table variables of
   function's timeout is 900 s) and the call keeps :data:`functions.api.handler.SAFETY_MARGIN_S`
   to write its usage event and settle; buffered routes stay under API Gateway's 29 s;
 * ``TOLLGATE_ECHO_CHUNK_DELAY_MS`` (0): tollgate-echo waits this long before each streamed
-  chunk (one per word), so a local stream looks like a model's.
+  chunk (one per word), so a local stream looks like a model's;
+* ``TOLLGATE_PRICE_TTL_S`` (60): how long a container keeps the operator's prices
+  (functions/api/prices.py).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ ENV_DEFAULT_MAX_TOKENS = "TOLLGATE_DEFAULT_MAX_TOKENS"
 ENV_MAX_TOKENS_CAP = "TOLLGATE_MAX_TOKENS_CAP"
 ENV_MODEL_TIMEOUT = "TOLLGATE_MODEL_TIMEOUT_S"
 ENV_ECHO_CHUNK_DELAY = "TOLLGATE_ECHO_CHUNK_DELAY_MS"
+ENV_PRICE_TTL = "TOLLGATE_PRICE_TTL_S"
 
 
 class ApiSettings(BaseModel):
@@ -43,6 +46,7 @@ class ApiSettings(BaseModel):
     model_timeout_s: float = Field(default=870.0, gt=0, le=900)
     echo_chunk_delay_ms: int = Field(default=0, ge=0, le=60_000)
     secret_ttl_s: float = Field(default=300.0, ge=0)
+    price_ttl_s: float = Field(default=60.0, ge=0, le=3600)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
@@ -55,6 +59,7 @@ class ApiSettings(BaseModel):
             ("max_tokens_cap", ENV_MAX_TOKENS_CAP),
             ("model_timeout_s", ENV_MODEL_TIMEOUT),
             ("echo_chunk_delay_ms", ENV_ECHO_CHUNK_DELAY),
+            ("price_ttl_s", ENV_PRICE_TTL),
         ):
             if env.get(name):
                 values[field] = env[name]

@@ -12,6 +12,12 @@ how it reaches the client, in AWS and locally). Everything that can refuse the r
 (entitlement, budget, the provider's refusal) happens before the handler returns, so a
 refusal is still an HTTP error status; what happens later (a provider failing mid-stream)
 ends the stream with an error event, after the usage is billed (functions/api/chat.py).
+
+**What a call cost** (issue 14): a non-streamed model call (chat, responses, embeddings)
+answers with the header ``x-tollgate-cost-usd`` (:data:`COST_HEADER`), the exact cost billed
+as a decimal string of USD with six places (``0.001250``); a stream's headers leave before
+the cost is known, so its last usage chunk carries ``usage.cost_usd`` instead
+(functions/api/responses.py).
 """
 
 from __future__ import annotations
@@ -44,11 +50,19 @@ from functions.api.services import Services
 from functions.api.usage import UsageRecorder, was_recorded
 from functions.common.observability import MetricUnit, logger, metrics
 from functions.common.routes import route_for
+from functions.pricing.money import usd
 
 JSON = "application/json"
 SAFETY_MARGIN_S = 3.0  # time kept to write the usage event and settle after a model call
 BUFFERED_LIMIT_S: Final = 25.0  # a buffered route answers within API Gateway's 29 s
 SSE_HEADERS: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+COST_HEADER: Final = "x-tollgate-cost-usd"
+
+
+def _cost(micros: int) -> dict[str, str]:
+    """The header that tells the caller what the call cost (exact, six decimals)."""
+    return {COST_HEADER: usd(micros)}
+
 
 _services: Services | None = None
 _services_lock = threading.Lock()
@@ -225,7 +239,7 @@ def chat_completions() -> Response:
         stream = chat.stream(services(), _caller(), prompt, timeout_s=_timeout_s())
         return _stream(responses.chat_completion_sse(stream, include_usage=request.include_usage))
     result = chat.complete(services(), _caller(), prompt, timeout_s=_timeout_s())
-    return _json(responses.chat_completion(result))
+    return _json(responses.chat_completion(result), headers=_cost(result.cost_micros))
 
 
 @app.post("/v1/responses")
@@ -244,13 +258,14 @@ def create_response() -> Response:
         stream = chat.stream(services(), _caller(), prompt, **args)
         return _stream(responses.response_sse(stream, request))
     result = chat.complete(services(), _caller(), prompt, **args)
-    return _json(responses.response_object(result, request))
+    return _json(responses.response_object(result, request), headers=_cost(result.cost_micros))
 
 
 @app.post("/v1/embeddings")
 def create_embeddings() -> Response:
     request = schemas.parse(schemas.EmbeddingsRequest, _body())
-    return _json(embeddings.create(services(), _caller(), request, timeout_s=_timeout_s()))
+    created = embeddings.create_priced(services(), _caller(), request, timeout_s=_timeout_s())
+    return _json(created.body, headers=_cost(created.cost_micros))
 
 
 @app.get("/v1/models/<model>")

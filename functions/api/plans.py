@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from functions.api.errors import ServiceUnavailable
 from functions.api.providers import ECHO_MODEL, route
 from functions.api.store import ApiStore
+from functions.pricing.catalogue import SOURCE_OVERRIDE, price_from_map
+from functions.pricing.money import Price
 
 CACHE_SIZE: Final = 512
 
@@ -26,6 +28,8 @@ class PlanView:
     tools: tuple[str, ...] | None  # None: every tool
     price_prompt_micros_per_1k: int
     price_completion_micros_per_1k: int
+    # pricing (issue 14): the plan's per-model overrides (plans are immutable: cached with it)
+    model_prices: dict[str, Price] = field(default_factory=dict)
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> PlanView:
@@ -36,6 +40,10 @@ class PlanView:
             tools=None if tools is None else tuple(str(t) for t in tools),
             price_prompt_micros_per_1k=int(item.get("price_prompt_micros_per_1k") or 0),
             price_completion_micros_per_1k=int(item.get("price_completion_micros_per_1k") or 0),
+            model_prices={
+                str(model): price_from_map(value, SOURCE_OVERRIDE)
+                for model, value in (item.get("model_prices") or {}).items()
+            },
         )
 
     def models_for(self, environment: str) -> tuple[str, ...]:

@@ -9,19 +9,32 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from functions.api.errors import ApiError, InternalError
+from functions.pricing.money import usd
 
 if TYPE_CHECKING:
     from functions.api.chat import ChatResult, ChatStream
     from functions.api.schemas import ResponsesRequest
 
 
-def _usage(result: ChatResult) -> dict[str, int]:
+def _usage(result: ChatResult) -> dict[str, Any]:
+    """OpenAI's usage; the token details only when the provider reported some."""
     c = result.completion
-    return {
+    usage: dict[str, Any] = {
         "prompt_tokens": c.prompt_tokens,
         "completion_tokens": c.completion_tokens,
         "total_tokens": c.total_tokens,
     }
+    if c.cached_tokens:
+        usage["prompt_tokens_details"] = {"cached_tokens": c.cached_tokens}
+    if c.reasoning_tokens:
+        usage["completion_tokens_details"] = {"reasoning_tokens": c.reasoning_tokens}
+    return usage
+
+
+def _priced_usage(result: ChatResult) -> dict[str, Any]:
+    """A stream's last usage: what it cost travels here (its headers left long before),
+    ``cost_usd`` as the exact decimal string of the ``x-tollgate-cost-usd`` header."""
+    return {**_usage(result), "cost_usd": usd(result.cost_micros)}
 
 
 def chat_completion(result: ChatResult) -> dict[str, Any]:
@@ -92,7 +105,7 @@ def chat_completion_sse(stream: ChatStream, *, include_usage: bool) -> Iterator[
             return
         yield chunk({}, stream.finish_reason)
         if include_usage:
-            yield _sse({**base, "choices": [], "usage": _usage(stream.result)})
+            yield _sse({**base, "choices": [], "usage": _priced_usage(stream.result)})
         yield "data: [DONE]\n\n"
     finally:
         texts.close()
@@ -104,9 +117,9 @@ def _response_usage(result: ChatResult) -> dict[str, Any]:
     c = result.completion
     return {
         "input_tokens": c.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": c.cached_tokens},
         "output_tokens": c.completion_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": c.reasoning_tokens},
         "total_tokens": c.total_tokens,
     }
 
@@ -160,7 +173,8 @@ def response_object(
 
 def response_sse(stream: ChatStream, request: ResponsesRequest) -> Iterator[str]:
     """The Responses API's streaming events, one ``response.output_text.delta`` per piece
-    the model produced; ``response.completed`` carries the usage billed. A provider failing
+    the model produced; ``response.completed`` carries the usage billed (with
+    ``cost_usd``). A provider failing
     mid-stream ends with a ``response.failed`` event."""
     meta = stream.meta
     seq = 0
@@ -202,6 +216,8 @@ def response_sse(stream: ChatStream, request: ResponsesRequest) -> Iterator[str]
         yield event("response.output_item.done", output_index=0,
                     item=_message(result, result.completion.text, "completed"))  # fmt: skip
         final = response_object(result, request)
+        if final.get("usage"):
+            final["usage"]["cost_usd"] = usd(result.cost_micros)
         kind = "response.incomplete" if final["status"] == "incomplete" else "response.completed"
         yield event(kind, response=final)
     finally:

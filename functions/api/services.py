@@ -39,4 +39,5 @@ class Services:
                 "echo": lambda: EchoProvider(settings.echo_chunk_delay_ms / 1000),
             }
         )
-        return cls(settings, store, PlanCache(store), Budget(store), providers, Prices(store))
+        return cls(settings, store, PlanCache(store), Budget(store), providers,
+                   Prices(store, settings.price_ttl_s))  # fmt: skip

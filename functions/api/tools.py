@@ -12,7 +12,8 @@ Every tool is side-effect free and bounded in time and memory:
 A tool is entitled per tenant by its plan (``Plan.tools``; absent = every tool). Each
 invocation writes its own usage event: operation ``tools.invoke``, model ``tool:<name>``.
 Arguments that fail a tool's schema are a 400 (nothing recorded); an unknown tool is a 404
-and a tool outside the plan a 403 (both recorded as errors).
+and a tool outside the plan a 403 (both recorded as errors; the unknown tool's event names
+the model ``unknown``, never the name the caller sent: docs/billing.md, "Statements").
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import ast
 import math
 import operator
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,9 +34,9 @@ from functions.api.errors import InvalidRequest, ToolFailed, ToolNotAllowed, Too
 from functions.api.schemas import ToolCall, parse_object
 from functions.api.services import Services
 from functions.api.usage import UsageRecorder
+from functions.pricing.catalogue import UNKNOWN
 
 OPERATION: Final = "tools.invoke"
-TOOL_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_EXPRESSION: Final = 256
 MAX_INT_BITS: Final = 4096
 MAX_EXPONENT: Final = 10_000
@@ -215,7 +215,9 @@ def parse_arguments(tool: Tool, call: ToolCall) -> _Args:
 def invoke(services: Services, caller: Caller, name: str, call: ToolCall) -> dict[str, Any]:
     tool = TOOLS.get(name)
     args = parse_arguments(tool, call) if tool else None  # 400: nothing recorded
-    model = f"tool:{name}" if TOOL_NAME.match(name) else "tool:?"
+    # Only a tool that exists names the event's model; any other name a caller sends is
+    # recorded as ``unknown`` (invoice integrity, functions/usage/logic.py).
+    model = f"tool:{name}" if tool is not None else UNKNOWN
     with UsageRecorder(services.store, caller, OPERATION, model=model) as usage:
         if tool is None:
             raise ToolNotFound(f"No tool named '{name[:64]}'.")

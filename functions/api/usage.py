@@ -9,6 +9,14 @@ code as ``error_class``, latency). It never holds prompt or completion text.
 provider's own count but the reservation's upper bound: the provider timed out, its stream
 was cut or could not be read, so what it billed is unknown and Tollgate never bills less.
 
+**The price is fixed into the event** (issue 14): a billed event carries the price it was
+charged at (``price_prompt``, ``price_completion``, ``price_cached_prompt``,
+``price_reasoning``: micro-dollars per 1M tokens, and ``price_source``), its
+``cached_tokens`` and ``reasoning_tokens`` (parts of the prompt and completion tokens) and
+``cost_micros`` = :func:`functions.pricing.money.cost_micros` of them, computed once here.
+Rollups and statements add up ``cost_micros``; they never price again, so a later price
+change never rewrites history.
+
 The put is conditional on ``attribute_not_exists(request_id)``: a second delivery of the
 same request id writes nothing, and its caller learns so (``False``) and releases what it
 reserved. If the put itself fails (DynamoDB down), the whole event goes to the log as
@@ -27,6 +35,7 @@ from functions.api.caller import Caller
 from functions.api.errors import ApiError, ServiceUnavailable
 from functions.api.store import ApiStore
 from functions.common.observability import MetricUnit, logger, metrics
+from functions.pricing import money
 
 
 def cost_micros(
@@ -39,6 +48,11 @@ def cost_micros(
     """
     thousandths = prompt_tokens * prompt_per_1k + completion_tokens * completion_per_1k
     return (thousandths + 500) // 1000
+
+
+def charge(price: money.Price, tokens: money.Tokens) -> int:
+    """What ``tokens`` cost at ``price``: integer micro-dollars, rounded half up once."""
+    return money.cost_micros(price, tokens)
 
 
 Outcome = Literal["written", "duplicate", "failed"]
@@ -75,6 +89,10 @@ class UsageRecorder:
     status: str = "ok"
     error_class: str | None = None
     estimated: bool = False
+    # pricing (issue 14): the price charged and the token details (set by :meth:`priced`)
+    price: money.Price | None = None
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
     outcome: Outcome | None = field(default=None, init=False)  # None: not attempted yet
     delivery: str = field(default_factory=lambda: uuid.uuid4().hex, init=False)
 
@@ -86,10 +104,19 @@ class UsageRecorder:
             cost,
         )
 
+    def priced(self, price: money.Price, tokens: money.Tokens) -> int:
+        """Fix the price and the token details into the event; the cost (micro-dollars).
+        Call before :meth:`ok` / :meth:`fail_billed` with the same tokens."""
+        self.price = price
+        self.cached_tokens, self.reasoning_tokens = tokens.cached, tokens.reasoning
+        return charge(price, tokens)
+
     def fail(self, error: BaseException) -> None:
         self.status = "error"
         self.error_class = error.error_code if isinstance(error, ApiError) else "internal_error"
         self.prompt_tokens = self.completion_tokens = self.cost = 0
+        self.cached_tokens = self.reasoning_tokens = 0
+        self.price = None
         self.estimated = False
 
     def fail_billed(
@@ -104,7 +131,9 @@ class UsageRecorder:
         """The call failed (or was cut) after the provider may have run: bill these tokens.
         ``error`` None: the answer came whole, only its usage was missing (status ok)."""
         if error is not None:
+            price, cached, reasoning = self.price, self.cached_tokens, self.reasoning_tokens
             self.fail(error)
+            self.price, self.cached_tokens, self.reasoning_tokens = price, cached, reasoning
         else:
             self.status, self.error_class = "ok", None
         self.prompt_tokens, self.completion_tokens, self.cost = (
@@ -137,6 +166,22 @@ class UsageRecorder:
             "user_agent": c.user_agent,
             "delivery": self.delivery,
             **({"estimated": True} if self.estimated else {}),
+            **self._price_fields(),
+        }
+
+    def _price_fields(self) -> dict[str, Any]:
+        """The price charged and the token details (absent on an unpriced event)."""
+        p = self.price
+        if p is None:
+            return {}
+        return {
+            "cached_tokens": self.cached_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "price_prompt": p.prompt,
+            "price_completion": p.completion,
+            "price_cached_prompt": p.cached_prompt,
+            "price_reasoning": p.reasoning,
+            "price_source": p.source,
         }
 
     def write(self) -> Outcome:

@@ -62,6 +62,9 @@ class Plan(Model):
     tools = ListAttribute(of=UnicodeAttribute, null=True)
     price_prompt_micros_per_1k = NumberAttribute(default=0)
     price_completion_micros_per_1k = NumberAttribute(default=0)
+    # -- pricing (issue 14): per-model overrides of this plan, model -> {prompt, completion,
+    # cached_prompt?, reasoning?} in micro-dollars per 1M tokens (functions/pricing/catalogue.py).
+    model_prices = MapAttribute[str, Any](null=True)
     # Test keys' own monthly limits (None: unlimited); they never count against the above.
     test_requests_per_month = NumberAttribute(null=True)
     test_tokens_per_month = NumberAttribute(null=True)
@@ -245,6 +248,15 @@ class UsageEvent(Model):
     # True: the tokens are the reservation's upper bound, not the provider's own count (it
     # timed out, its stream was cut or unreadable: functions/api/chat.py). Absent: exact.
     estimated = BooleanAttribute(null=True)
+    # -- pricing (issue 14): token details and the price the request was charged at, fixed
+    # here at settle so that a later price change never rewrites it (functions/api/usage.py).
+    cached_tokens = NumberAttribute(null=True)  # part of prompt_tokens (provider's cache)
+    reasoning_tokens = NumberAttribute(null=True)  # part of completion_tokens
+    price_prompt = NumberAttribute(null=True)  # micro-dollars per 1M tokens
+    price_completion = NumberAttribute(null=True)
+    price_cached_prompt = NumberAttribute(null=True)
+    price_reasoning = NumberAttribute(null=True)
+    price_source = UnicodeAttribute(null=True)  # plan-override|plan|operator|genai-prices|free
     by_tenant = UsageByTenant()
     by_key = UsageByKey()
 
@@ -271,6 +283,9 @@ class Rollup(Model):
     completion_tokens = NumberAttribute(default=0)
     cost_micros = NumberAttribute(default=0)
     estimated = NumberAttribute(default=0)  # requests billed at their upper bound
+    # -- pricing (issue 14): token details (parts of prompt/completion tokens)
+    cached_tokens = NumberAttribute(default=0)
+    reasoning_tokens = NumberAttribute(default=0)
 
 
 class FineTuneJob(Model):

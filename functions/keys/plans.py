@@ -12,8 +12,27 @@ from functions.common.routes import SCOPES
 from functions.keys import rules
 from functions.keys.audit import AuditMixin, default_actor
 from functions.keys.base import _conditional_failed, log
-from functions.keys.errors import AlreadyExists, quote
+from functions.keys.errors import AlreadyExists, InvalidInput, quote
 from functions.keys.views import iso, plan_view
+from functions.pricing.catalogue import RESERVED_PREFIX, BadPrice, parse_override, price_to_map
+
+
+def _overrides(specs: Iterable[str] | None, models: list[str]) -> dict[str, Any]:
+    """``--price`` specs as the plan's ``model_prices`` map (micro-dollars per 1M)."""
+    out: dict[str, Any] = {}
+    for spec in specs or ():
+        try:
+            model, price = parse_override(spec)
+        except BadPrice as exc:
+            raise InvalidInput(str(exc)) from None
+        if model not in models:
+            raise InvalidInput(
+                f"--price {quote(model)}: the plan does not list that model (add it to --models)"
+            )
+        if model in out:
+            raise InvalidInput(f"--price {quote(model)} given twice")
+        out[model] = price_to_map(price)
+    return out
 
 
 class PlansMixin(AuditMixin):
@@ -39,13 +58,18 @@ class PlansMixin(AuditMixin):
         spike_factor: float = 10,
         spike_floor_tpm: int = 1000,
         actor: str | None = None,
+        model_prices: Iterable[str] | None = None,
     ) -> dict[str, Any]:
         """Create a plan; :class:`AlreadyExists` if the name is taken.
 
         Limits left as None are unlimited; ``tools`` None entitles every tool.
         ``spend_per_month``: the tenant's monthly live spend budget in USD (a decimal string,
         at most 6 decimals), stored as ``spend_per_month_micros``.
+        ``model_prices``: ``MODEL=PROMPT:COMPLETION[:CACHED[:REASONING]]`` overrides (USD
+        per 1M tokens) of models the plan lists (functions/pricing/catalogue.py).
         """
+        listed = rules.models(models)
+        overrides = _overrides(model_prices, listed)
         plan = Plan(
             name=rules.plan_name(name),
             requests_per_minute=rules.limit("requests per minute", requests_per_minute),
@@ -56,7 +80,7 @@ class PlansMixin(AuditMixin):
             counter_shards=rules.counter_shards(counter_shards),
             spend_per_month_micros=rules.spend_micros("spend per month", spend_per_month),
             scopes=rules.scopes(sorted(SCOPES) if scopes is None else scopes),
-            models=rules.models(models),
+            models=listed,
             tools=rules.tools(tools),
             price_prompt_micros_per_1k=rules.price_micros(
                 "price per 1k prompt tokens", price_per_1k_prompt
@@ -68,6 +92,7 @@ class PlansMixin(AuditMixin):
             spike_factor=rules.spike_factor(spike_factor),
             spike_floor_tpm=rules.limit("spike floor (tokens per minute)", spike_floor_tpm),
             created_at=iso(self.now()),
+            model_prices=overrides or None,
         )
         who = rules.actor(actor or default_actor())
         try:
@@ -82,7 +107,9 @@ class PlansMixin(AuditMixin):
         return view
 
     def list_plans(self) -> list[dict[str, Any]]:
-        return sorted((plan_view(p) for p in Plan.scan()), key=lambda p: p["name"])
+        # The plans table also holds the operator's prices (the reserved "#prices" item).
+        plans = (p for p in Plan.scan() if not str(p.name).startswith(RESERVED_PREFIX))
+        return sorted((plan_view(p) for p in plans), key=lambda p: p["name"])
 
     def get_plan(self, name: str) -> dict[str, Any]:
         return plan_view(self._plan(name))

@@ -35,6 +35,7 @@ from __future__ import annotations
 from functions.keys.audit import NO_ID, AuditMixin, _sanitize, default_actor
 from functions.keys.lifecycle import DEFAULT_GRACE, OLD_SECRET_RETENTION, LifecycleMixin
 from functions.keys.plans import PlansMixin
+from functions.keys.prices import PricesMixin
 from functions.keys.revocation import RevocationMixin
 from functions.keys.seed import SeedMixin
 from functions.keys.tenants import TenantsMixin, _gate_config
@@ -50,7 +51,9 @@ __all__ = [
 ]
 
 
-class KeyService(SeedMixin, PlansMixin, TenantsMixin, LifecycleMixin, RevocationMixin, AuditMixin):
+class KeyService(
+    SeedMixin, PlansMixin, PricesMixin, TenantsMixin, LifecycleMixin, RevocationMixin, AuditMixin
+):
     """Plans, tenants, keys and audit. Stateless apart from an injectable clock.
 
     Data access goes through the pynamodb models (bound to table names by

@@ -66,7 +66,26 @@ def plan_view(plan: Plan) -> dict[str, Any]:
         "spike_factor": _num(plan.spike_factor),
         "spike_floor_tpm": int(plan.spike_floor_tpm),
         "created_at": plan.created_at,
+        # pricing (issue 14): the plan's per-model overrides, USD per 1M tokens
+        "model_prices": _model_prices(plan),
     }
+
+
+def _model_prices(plan: Plan) -> dict[str, dict[str, str | None]]:
+    from functions.pricing.catalogue import price_from_map
+    from functions.pricing.money import usd
+
+    raw = plan.model_prices.as_dict() if plan.model_prices is not None else {}
+    out = {}
+    for model, value in sorted(raw.items()):
+        price = price_from_map(value, "plan-override")
+        out[model] = {
+            "prompt": usd(price.prompt),
+            "completion": usd(price.completion),
+            "cached_prompt": None if price.cached_prompt is None else usd(price.cached_prompt),
+            "reasoning": None if price.reasoning is None else usd(price.reasoning),
+        }
+    return out
 
 
 def tenant_view(

@@ -4,7 +4,7 @@ CDK sets exactly these (plus the table variables of functions.common.config):
 
 * ``TOLLGATE_STATEMENTS_BUCKET``: the encrypted, versioned bucket statements are written to;
 * ``TOLLGATE_STATEMENTS_PREFIX``: key prefix (default ``statements/``); objects are
-  ``<prefix><YYYY-MM>/<tenant>.json`` and ``.csv``.
+  ``<prefix><YYYY-MM>/<tenant>.json``, ``.csv`` and ``.html``.
 """
 
 from __future__ import annotations

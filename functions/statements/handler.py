@@ -59,7 +59,7 @@ def run(event: dict[str, Any]) -> dict[str, Any]:
     for tenant_id in tenants:
         try:
             statement = service.statement(tenant_id, period)
-            writer().write(statement)
+            writer().write(statement, service.daily(tenant_id, period))
         except (StatementMismatch, ValueError) as exc:
             logger.error("statement not written", extra={"tenant_id": tenant_id, "error": str(exc)})
             failed.append(tenant_id)

@@ -10,6 +10,15 @@ Amounts: each request's cost is computed once, when it is served, in integer mic
 requests' costs. So the total equals the sum of the raw usage events to the micro-dollar;
 the unit prices are shown for reference (the plan's prices per 1,000 tokens), and
 ``tokens x price`` can differ from the amount by the per-request rounding.
+
+Since issue 14 each request is priced per model (functions/pricing/catalogue.py) and its
+usage event carries the price it was charged at; a line's amount is still the exact sum of
+its events' ``cost_micros``, so a price changed mid-month shows as two prices in the events
+and one exact amount here. Lines and totals also carry ``cached_tokens`` and
+``reasoning_tokens`` (parts of the prompt and completion tokens, where the provider
+reported them) and ``cost_usd`` (the same exact amount as ``amount_usd``, the name the usage
+rows use). A model name no catalogue or route knows is one ``unknown`` line
+(functions/usage/logic.py).
 """
 
 from __future__ import annotations
@@ -33,14 +42,18 @@ CSV_COLUMNS: Final = (
     "errors",
     "prompt_tokens",
     "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
     "estimated",
     "unit_price_prompt_per_1k_usd",
     "unit_price_completion_per_1k_usd",
     "amount_usd",
+    "cost_usd",
 )
 ROUNDING_NOTE: Final = (
     "Amounts are the exact sums of each request's cost, computed when served in integer "
-    "micro-dollars (rounded half up); unit prices are per 1,000 tokens."
+    "micro-dollars (rounded half up) at the price each request was charged at (kept in its "
+    "usage event); unit prices are the plan's flat prices per 1,000 tokens, if any."
 )
 
 
@@ -72,6 +85,8 @@ class LineItem:
             "errors": c.errors,
             "prompt_tokens": c.prompt_tokens,
             "completion_tokens": c.completion_tokens,
+            "cached_tokens": c.cached_tokens,
+            "reasoning_tokens": c.reasoning_tokens,
             "estimated": c.estimated,
             "unit_price_prompt_per_1k_usd": (
                 usd(self.prices.prompt_micros_per_1k) if self.prices else None
@@ -81,6 +96,7 @@ class LineItem:
             ),
             "amount_usd": usd(c.cost_micros),
             "amount_micros": c.cost_micros,
+            "cost_usd": usd(c.cost_micros),
         }
 
 
@@ -112,9 +128,12 @@ class Statement:
                 "errors": t.errors,
                 "prompt_tokens": t.prompt_tokens,
                 "completion_tokens": t.completion_tokens,
+                "cached_tokens": t.cached_tokens,
+                "reasoning_tokens": t.reasoning_tokens,
                 "estimated": t.estimated,
                 "amount_usd": usd(t.cost_micros),
                 "amount_micros": t.cost_micros,
+                "cost_usd": usd(t.cost_micros),
             },
             "note": ROUNDING_NOTE,
         }
@@ -129,7 +148,8 @@ class Statement:
         t = self.totals
         writer.writerow(
             [self.tenant_id, self.period, "TOTAL", "", "", t.requests, t.errors,
-             t.prompt_tokens, t.completion_tokens, t.estimated, "", "", usd(t.cost_micros)]
+             t.prompt_tokens, t.completion_tokens, t.cached_tokens, t.reasoning_tokens,
+             t.estimated, "", "", usd(t.cost_micros), usd(t.cost_micros)]
         )  # fmt: skip
         return out.getvalue()
 

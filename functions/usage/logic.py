@@ -23,6 +23,15 @@ dimension      value                       events counted
                                            items of a statement (percent-encoded parts)
 =============  ==========================  =============================================
 
+**Invoice integrity** (issue 14): a usage event's ``model`` reaches the rollups only if it is
+a name the route table knows (functions/pricing/catalogue.py ``routable``), a built-in tool
+(``tool:<name>``) or ``-`` (no model); anything else a caller may have sent is folded into
+the one model ``unknown`` (:func:`billable_model`), for every dimension and the statement's
+line. The API writes ``unknown`` at the source already for a refused request
+(functions/api/chat.py); this is the second fence, for events written by any other code.
+Cached and reasoning tokens are summed as ``cached_tokens`` / ``reasoning_tokens`` (parts of
+the prompt and completion tokens, never added to them again).
+
 Test-environment usage never reaches ``all``, ``principal``, ``model`` or ``line``, so no
 statement or billable total can include it (docs/design.md invariant 5); it stays visible per
 key and as the tenant's ``test`` total.
@@ -38,6 +47,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 from urllib.parse import quote, unquote
 
+from functions.pricing.catalogue import UNKNOWN, routable
+
 GRANULARITIES: Final = ("hour", "day", "month")
 BILLABLE_ENVIRONMENT: Final = "live"
 TOTAL: Final = "-"
@@ -46,6 +57,22 @@ DIMENSIONS: Final = ("all", "key", "principal", "model", "test", "line")
 BILLABLE_DIMENSIONS: Final = frozenset({"all", "principal", "model", "line"})
 
 _PERIOD_FORMATS: Final = {"hour": "%Y-%m-%dT%H", "day": "%Y-%m-%d", "month": "%Y-%m"}
+
+
+# -- invoice integrity (issue 14) ------------------------------------------------------
+# Kept equal to functions/api/tools.py TOOLS (a unit test checks): the usage function does
+# not import the API.
+TOOL_NAMES: Final = frozenset({"calculator", "token_count", "utc_now"})
+
+
+def billable_model(model: str) -> str:
+    """``model`` if the catalogue, the route table or the tool list knows it, else
+    ``unknown``: a caller's made-up name never becomes an invoice line of its own."""
+    if model in ("-", UNKNOWN) or routable(model):
+        return model
+    if model.startswith("tool:") and model[5:] in TOOL_NAMES:
+        return model
+    return UNKNOWN
 
 
 class MalformedEvent(ValueError):
@@ -69,6 +96,8 @@ class UsageFact:
     cost_micros: int = 0
     error: bool = False
     estimated: bool = False  # tokens at the reservation's upper bound (functions/api/usage.py)
+    cached_tokens: int = 0  # pricing (issue 14): part of prompt_tokens
+    reasoning_tokens: int = 0  # part of completion_tokens
 
     @property
     def billable(self) -> bool:
@@ -102,7 +131,7 @@ class UsageFact:
             key_id=text("key_id"),
             principal=text("principal", "-") or "-",
             environment=text("environment"),
-            model=text("model", "-") or "-",
+            model=billable_model(text("model", "-") or "-"),
             plan=text("plan", "-") or "-",
             ts_ms=count("ts", None),
             prompt_tokens=count("prompt_tokens"),
@@ -110,6 +139,8 @@ class UsageFact:
             cost_micros=count("cost_micros"),
             error=item.get("status", "ok") != "ok",
             estimated=item.get("estimated") is True,
+            cached_tokens=count("cached_tokens"),
+            reasoning_tokens=count("reasoning_tokens"),
         )
 
 
@@ -123,6 +154,8 @@ class Counters:
     completion_tokens: int = 0
     cost_micros: int = 0
     estimated: int = 0  # requests whose tokens are an upper bound, not the provider's count
+    cached_tokens: int = 0  # pricing (issue 14): part of prompt_tokens
+    reasoning_tokens: int = 0  # part of completion_tokens
 
     @classmethod
     def of(cls, fact: UsageFact) -> Counters:
@@ -133,6 +166,8 @@ class Counters:
             completion_tokens=fact.completion_tokens,
             cost_micros=fact.cost_micros,
             estimated=1 if fact.estimated else 0,
+            cached_tokens=fact.cached_tokens,
+            reasoning_tokens=fact.reasoning_tokens,
         )
 
     @classmethod

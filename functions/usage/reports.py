@@ -105,6 +105,9 @@ def usage_rows(
             cost_usd=logic.usd(counters.cost_micros),
             cost_micros=counters.cost_micros,
             estimated=counters.estimated,
+            # pricing (issue 14): parts of the prompt / completion tokens
+            cached_tokens=counters.cached_tokens,
+            reasoning_tokens=counters.reasoning_tokens,
         )
         rows.append(row)
     rows.sort(key=lambda r: (r["period"], str(r.get(_GROUP_FIELD.get(dimension, ""), ""))))

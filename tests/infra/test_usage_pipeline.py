@@ -156,7 +156,7 @@ def test_only_the_statements_function_may_write_and_only_under_its_prefix(synth:
     assert allow["Resource"]["Fn::Join"][1][1] == "/statements/*"
     pairs = role_grants(synth, fn)
     assert {a for a, _ in pairs if a.startswith("dynamodb:")} == {
-        "dynamodb:Query", "dynamodb:GetItem", "dynamodb:Scan"
+        "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Scan"
     }  # fmt: skip
     assert not any(a.startswith("s3:") for a, _ in pairs)
     env = fn["Properties"]["Environment"]["Variables"]

@@ -131,6 +131,12 @@ def test_usage_event_has_every_field_and_no_text(who: Who, tables: Any) -> None:
         "source_ip": "198.51.100.9",
         "user_agent": "AsyncOpenAI/Python 1.99",
         "delivery": item["delivery"],  # unique per delivery (tells a retried put from a dup)
+        # the price it was charged at, fixed into the event (micro-dollars per 1M tokens)
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+        "price_prompt": 1_500_000,
+        "price_completion": 2_000_000,
+        "price_source": "plan",
     }
     assert isinstance(item["latency_ms"], int) and item["latency_ms"] >= 0
     assert len(item["delivery"]) == 32

@@ -179,6 +179,8 @@ class FakeUpstream:
         self.api_key = api_key
         self.mode = "ok"
         self.billed = 0
+        # Extra usage fields (OpenAI's prompt/completion token details) of every answer.
+        self.usage_details: dict[str, Any] = {}
         self.requests: list[dict[str, Any]] = []
         self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}/v1"
@@ -220,7 +222,8 @@ class FakeUpstream:
                              "finish_reason": "stop"}],
             }  # fmt: skip
             if self.mode != "no_usage":
-                answer["usage"] = {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
+                answer["usage"] = {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11,
+                                   **self.usage_details}  # fmt: skip
             resp = Response(json.dumps(answer), content_type="application/json")
         return resp(environ, start_response)
 
@@ -275,7 +278,7 @@ class FakeUpstream:
         yield event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if (body.get("stream_options") or {}).get("include_usage"):
             usage = {"prompt_tokens": 9, "completion_tokens": self.WORDS,
-                     "total_tokens": 9 + self.WORDS}  # fmt: skip
+                     "total_tokens": 9 + self.WORDS, **self.usage_details}  # fmt: skip
             yield event({**base, "choices": [], "usage": usage})
         yield b"data: [DONE]\n\n"
 

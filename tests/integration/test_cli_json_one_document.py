@@ -57,6 +57,9 @@ def trace(tmp_path: Path) -> str:
 
 
 Command = tuple[list[str], str | None]  # argv, stdin
+PRICE = ["--prompt", "2.5", "--completion", "10", "--cached-prompt", "1.25"]
+ECHO_AND_4O = "tollgate-echo,upstream:gpt-4o"
+OVERRIDE = "upstream:gpt-4o=2:8:1:8"
 
 
 def every_command(trace: str) -> list[Command]:
@@ -72,6 +75,9 @@ def every_command(trace: str) -> list[Command]:
         (["plans", "create", "basic", "--spend-per-month", "100.50"], None),
         (["plans", "list"], None),
         (["plans", "show", "pro"], None),
+        (["prices", "set", "upstream:gpt-4o", *PRICE], None),
+        (["prices", "list"], None),
+        (["plans", "create", "priced", "--models", ECHO_AND_4O, "--price", OVERRIDE], None),
         (["tenants", "create", "beta", "--plan", "basic"], None),
         (["tenants", "list"], None),
         (["tenants", "show", "acme"], None),
@@ -93,6 +99,7 @@ def every_command(trace: str) -> list[Command]:
         (["usage", "dead-letters", "--source", "spike-detector", "--limit", "5"], None),
         (["statement", "--tenant", "acme"], None),
         (["statement", "--tenant", "acme", "--format", "json"], None),
+        (["statement", "--tenant", "acme", "--format", "html", "--out", f"{trace}.html"], None),
         (["exposure", parent["key_id"]], None),
         (["exposure", "--secret", "-"], leaked["secret"]),
         (["audit", "--tenant", "acme"], None),

@@ -11,7 +11,6 @@ counter must be carried over (never under), and running it again must change not
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any

@@ -17,6 +17,7 @@ from functions.statements import handler as statements_handler
 from functions.statements.config import ENV_BUCKET
 from functions.usage import handler as usage_handler
 from tests.integration.conftest import Run
+from tests.statement_support import Page
 from tests.usage_support import Context, lambda_event, stream_record, usage_item
 
 BUCKET = "tollgate-statements-test"
@@ -107,6 +108,17 @@ def test_the_monthly_run_writes_last_months_statements(
         head = bucket.head_object(Bucket=BUCKET, Key=f"statements/2026-11/{tenant}.json")
         assert head["ServerSideEncryption"] == "aws:kms"
         assert head["ContentType"] == "application/json"
+        # The HTML page: the same totals, a cost bar per day with live usage.
+        page = read(bucket, f"statements/2026-11/{tenant}.html")
+        head = bucket.head_object(Bucket=BUCKET, Key=f"statements/2026-11/{tenant}.html")
+        assert head["ContentType"] == "text/html; charset=utf-8"
+        assert head["ServerSideEncryption"] == "aws:kms"
+        parsed = Page(page)
+        assert parsed.totals()["amount_usd"] == document["totals"]["amount_usd"]
+        cost = [b for b in parsed.bars if "cost" in (b.get("class") or "")]
+        assert sum(int(b["data-value"] or 0) for b in cost) == document["totals"]["amount_micros"]
+        if not raw:
+            assert "No live usage in 2026-11" in page
 
 
 def test_a_rerun_keeps_the_earlier_versions(bucket: Any, tenants: list[dict[str, Any]]) -> None:

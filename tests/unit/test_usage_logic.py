@@ -25,12 +25,12 @@ def test_periods_are_utc_hour_day_month() -> None:
 
 
 def test_a_live_event_adds_to_every_dimension_and_one_line_item() -> None:
-    fact = UsageFact.from_item(usage_item(0, key="k1", principal="agent-7", model="m1"))
+    fact = UsageFact.from_item(usage_item(0, key="k1", principal="agent-7", model="upstream:m1"))
     assert sks(fact) == {
         *(f"{g}#{p}#{d}" for g, p in (("hour", "2026-11-01T00"), ("day", "2026-11-01"),
                                      ("month", "2026-11"))
-          for d in ("all#-", "key#k1", "principal#agent-7", "model#m1")),
-        "month#2026-11#line#m1|agent-7|starter",
+          for d in ("all#-", "key#k1", "principal#agent-7", "model#upstream:m1")),
+        "month#2026-11#line#upstream%3Am1|agent-7|starter",
     }  # fmt: skip
 
 
@@ -53,7 +53,7 @@ def test_errors_count_as_requests_and_errors() -> None:
     fact = UsageFact.from_item(usage_item(0, status="error"))
     assert Counters.of(fact).as_dict() == {
         "requests": 1, "errors": 1, "prompt_tokens": 0, "completion_tokens": 0, "cost_micros": 0,
-        "estimated": 0,
+        "estimated": 0, "cached_tokens": 0, "reasoning_tokens": 0,
     }  # fmt: skip
 
 

@@ -27,6 +27,7 @@ from tollgate.cli import (
     keys,
     migrate,
     plans,
+    prices,
     statement,
     tenants,
     usage,
@@ -65,6 +66,7 @@ def _global(
 
 
 app.add_typer(plans.app, name="plans")
+app.add_typer(prices.app, name="prices")
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(keys.app, name="keys")
 app.command("audit")(audit.audit)

@@ -56,6 +56,12 @@ def create(
     ),
     price_prompt: str = typer.Option("0", "--price-per-1k-prompt", metavar="USD"),
     price_completion: str = typer.Option("0", "--price-per-1k-completion", metavar="USD"),
+    price: list[str] | None = typer.Option(  # noqa: B008 - typer reads a repeatable option so
+        None,
+        "--price",
+        metavar="MODEL=PROMPT:COMPLETION[:CACHED[:REASONING]]",
+        help="This plan's price of a model it lists, USD per 1M tokens (repeatable).",
+    ),
     spike_policy: str = typer.Option(
         "suspend", "--spike-policy", metavar="suspend|alert|off", help="On a usage spike."
     ),
@@ -82,6 +88,7 @@ def create(
         spike_policy=spike_policy,
         spike_factor=spike_factor,
         spike_floor_tpm=spike_floor_tpm,
+        model_prices=price,
     )
     emit(
         ctx, plan, lambda c, p: render.record(c, render.limits([p])[0], f"Created plan {p['name']}")

@@ -50,6 +50,8 @@ def _columns(dimension: str) -> list[tuple[str, str]]:
         ("errors", "errors"),
         ("prompt_tokens", "prompt tokens"),
         ("completion_tokens", "completion tokens"),
+        ("cached_tokens", "cached"),
+        ("reasoning_tokens", "reasoning"),
         ("estimated", "estimated"),
         ("cost_usd", "cost USD"),
     ]

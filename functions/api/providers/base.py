@@ -30,6 +30,11 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # stop | length | content_filter
+    # pricing (issue 14): the parts of the counts above the provider reports apart (OpenAI
+    # prompt_tokens_details / completion_tokens_details, Bedrock cacheReadInputTokens);
+    # always within them (cached <= prompt, reasoning <= completion: functions/pricing/money.py).
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -50,6 +55,8 @@ class Delta:
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int = 0  # with the counts above: the parts reported apart (Completion)
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,20 @@ class EmbeddingProvider(Protocol):
     def check_embedding_model(self, model: str) -> None: ...
 
     def embed(self, call: EmbeddingCall) -> Embeddings: ...
+
+
+def details(prompt: int, completion: int, cached: object, reasoning: object) -> tuple[int, int]:
+    """A provider's cached and reasoning counts, clamped into ``0..prompt`` and
+    ``0..completion`` (a missing or unreadable detail is 0: priced as its parent kind)."""
+
+    def clamp(value: object, most: int) -> int:
+        try:
+            number = int(value)  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            return 0
+        return max(0, min(number, most))
+
+    return clamp(cached, prompt), clamp(reasoning, completion)
 
 
 class Provider(Protocol):

@@ -48,6 +48,7 @@ from functions.api.providers.base import (
     EmbeddingCall,
     Embeddings,
     ModelCall,
+    details,
 )
 
 SYSTEM_ROLES: Final = frozenset({"system", "developer"})
@@ -141,16 +142,29 @@ def converse_request(call: ModelCall) -> dict[str, Any]:
     return request
 
 
+def converse_usage(usage: Any) -> tuple[int, int, int]:
+    """Converse's usage as (prompt, completion, cached) in OpenAI's shape.
+
+    Bedrock reports the prompt in three parts: ``inputTokens`` (read fresh),
+    ``cacheReadInputTokens`` (served from the prompt cache) and ``cacheWriteInputTokens``
+    (written to it). Tollgate's prompt is their sum and its cached part the cache reads; cache
+    writes are priced as fresh prompt tokens (docs/billing.md, "Prices")."""
+    fresh, completion = max(int(usage["inputTokens"]), 0), max(int(usage["outputTokens"]), 0)
+    unbounded = 2**63
+    reads, writes = details(unbounded, unbounded, usage.get("cacheReadInputTokens"),
+                            usage.get("cacheWriteInputTokens"))  # fmt: skip
+    return fresh + reads + writes, completion, reads
+
+
 def parse_converse(response: dict[str, Any]) -> Completion:
     try:
         blocks = response["output"]["message"]["content"]
         text = "".join(b["text"] for b in blocks if isinstance(b, dict) and "text" in b)
-        usage = response["usage"]
-        prompt, completion = int(usage["inputTokens"]), int(usage["outputTokens"])
-    except (KeyError, TypeError, ValueError):
+        prompt, completion, cached = converse_usage(response["usage"])
+    except (KeyError, TypeError, ValueError, AttributeError):
         raise ProviderError("The model provider sent an answer Tollgate cannot read.") from None
     finish = _FINISH.get(str(response.get("stopReason", "")), "stop")
-    return Completion(text, max(prompt, 0), max(completion, 0), finish)
+    return Completion(text, prompt, completion, finish, cached)
 
 
 def parse_stream(events: Iterable[Any]) -> Iterator[Delta]:
@@ -168,10 +182,10 @@ def parse_stream(events: Iterable[Any]) -> Iterator[Delta]:
                 reason = str(event["messageStop"].get("stopReason", ""))
                 yield Delta(finish_reason=_FINISH.get(reason, "stop"))
             elif "metadata" in event:
-                usage = event["metadata"]["usage"]
-                prompt, completion = int(usage["inputTokens"]), int(usage["outputTokens"])
+                prompt, completion, cached = converse_usage(event["metadata"]["usage"])
                 finished = True
-                yield Delta(prompt_tokens=max(prompt, 0), completion_tokens=max(completion, 0))
+                yield Delta(prompt_tokens=prompt, completion_tokens=completion,
+                            cached_tokens=cached)  # fmt: skip
             else:
                 for name in event:  # an exception event delivered as data
                     if name.endswith("Exception"):

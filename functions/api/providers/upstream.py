@@ -51,6 +51,7 @@ from functions.api.providers.base import (
     EmbeddingCall,
     Embeddings,
     ModelCall,
+    details,
 )
 
 USER_AGENT = "tollgate/0.1"
@@ -156,7 +157,23 @@ def parse_response(data: Any, call: ModelCall) -> Completion:
         # No usage reported: charge the upper bounds (never less than the model could use).
         prompt = tokens.prompt_upper_bound(m.text for m in call.messages)
         completion = min(call.max_tokens, len(text.encode("utf-8")))
-    return Completion(text, max(prompt, 0), max(completion, 0), finish)
+    prompt, completion = max(prompt, 0), max(completion, 0)
+    cached, reasoning = usage_details(usage, prompt, completion)
+    return Completion(text, prompt, completion, finish, cached, reasoning)
+
+
+def usage_details(usage: Any, prompt: int, completion: int) -> tuple[int, int]:
+    """OpenAI's ``prompt_tokens_details.cached_tokens`` and
+    ``completion_tokens_details.reasoning_tokens`` (0 when absent or unreadable)."""
+    if not isinstance(usage, dict):
+        return 0, 0
+    prompt_details = usage.get("prompt_tokens_details")
+    completion_details = usage.get("completion_tokens_details")
+    cached = prompt_details.get("cached_tokens") if isinstance(prompt_details, dict) else None
+    reasoning = (
+        completion_details.get("reasoning_tokens") if isinstance(completion_details, dict) else None
+    )
+    return details(prompt, completion, cached, reasoning)
 
 
 def parse_chunk(data: Any) -> Delta:
@@ -173,12 +190,14 @@ def parse_chunk(data: Any) -> Delta:
                 finish = _FINISH.get(str(choice["finish_reason"]), "stop")
         usage = data.get("usage")
         prompt = completion = None
+        cached = reasoning = 0
         if usage:
             prompt = max(int(usage["prompt_tokens"]), 0)
             completion = max(int(usage["completion_tokens"]), 0)
+            cached, reasoning = usage_details(usage, prompt, completion)
     except (KeyError, IndexError, TypeError, AttributeError, ValueError):
         raise ProviderError("The upstream sent a chunk Tollgate cannot read.") from None
-    return Delta(text, finish, prompt, completion)
+    return Delta(text, finish, prompt, completion, cached, reasoning)
 
 
 def sse_events(resp: Any) -> Iterator[Delta]:
