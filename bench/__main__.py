@@ -20,6 +20,7 @@ SECTIONS = (
     "gate",
     "scale",
     "api",
+    "spend",
     "streaming",
     "usage",
     "detect",

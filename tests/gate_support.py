@@ -1,7 +1,7 @@
 """Test helpers over the gate (``functions/gate/``): seed a tenant's counter shards and key
 items, change them, and read a tenant back in one legacy-shaped view (``mo``, ``mreq``,
-``mtok`` summed over the live shards; ``gate``: key id -> key item) so that tests assert on
-counters, not on the layout."""
+``mtok``, ``mspend`` summed over the live shards; ``gate``: key id -> key item) so that tests
+assert on counters, not on the layout."""
 
 from __future__ import annotations
 
@@ -39,11 +39,16 @@ def set_shard(tenant_id: str, env: str = "live", index: int = 0, **fields: Any) 
 
 
 def new_key(
-    tenant_id: str, key_id: str, parent: str | None = None, budget: int | None = None
+    tenant_id: str,
+    key_id: str,
+    parent: str | None = None,
+    budget: int | None = None,
+    spend_budget: int | None = None,
 ) -> None:
     admin.new_key_item(
-        table(), tenant_id=tenant_id, key_id=key_id, parent_key_id=parent, token_budget=budget
-    )
+        table(), tenant_id=tenant_id, key_id=key_id, parent_key_id=parent, token_budget=budget,
+        spend_budget_micros=spend_budget,
+    )  # fmt: skip
 
 
 def parent_of(tenant_id: str, key_id: str) -> str | None:
@@ -111,6 +116,17 @@ def view(tenant_id: str, env: str = "live") -> dict[str, Any]:
         "mo": totals["month"],
         "mreq": totals["requests"],
         "mtok": totals["tokens"],
+        "mspend": totals["spend_micros"],  # micro-dollars spent or reserved (live only)
+        "spend_limit": totals["spend_limit_micros"],
         "shards": shards,
         "gate": {i["_id"]: i for i in _key_items(tenant_id)},
     }
+
+
+def scan_markers() -> list[dict[str, Any]]:
+    """Every reservation marker in the gate table (``functions/gate/reservations.py``)."""
+    import boto3
+
+    items = boto3.client("dynamodb").scan(TableName=table(), ConsistentRead=True)["Items"]
+    found = [item_from_ddb(i) for i in items if it.is_marker(i["pk"]["S"])]
+    return [i for i in found if i["pk"] != "r#sweep"]

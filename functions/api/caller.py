@@ -74,6 +74,8 @@ class Caller:
     shard: int = 0
     # keyattrs: the key's tags (``{k: v}``, fixed for the key's life), into every usage event
     tags: Mapping[str, str] = field(default_factory=dict)
+    spend_alloc: int | None = None  # the admitting shard's spend allocation (None: unlimited)
+    spend_budget: int | None = None  # a delegated key's spend budget (micro-dollars)
 
     @property
     def is_test(self) -> bool:
@@ -84,7 +86,7 @@ class Caller:
         from functions.api.budget import Window
 
         return Window(self.month, self.lim_tmo, self.budget, self.environment, self.shard,
-                      self.parent_key_id)  # fmt: skip
+                      self.parent_key_id, self.spend_alloc, self.spend_budget)  # fmt: skip
 
     @classmethod
     def from_event(cls, raw: Mapping[str, Any]) -> Caller:
@@ -118,6 +120,8 @@ class Caller:
             lim_tmo=ctx.token_limit,
             budget=ctx.key_budget,
             shard=ctx.shard,
+            spend_alloc=ctx.spend_limit,
+            spend_budget=ctx.key_spend_budget,
             source_ip=str(identity.get("sourceIp") or "-"),
             user_agent=user_agent[:USER_AGENT_MAX] or "-",
             request_time_ms=request_time_ms,

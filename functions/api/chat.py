@@ -213,6 +213,7 @@ class Call:
                 max_tokens=prompt.max_tokens or min(services.settings.default_max_tokens, cap),
                 flexible=prompt.max_tokens is None,
                 marker=marker(caller, usage, plan, price),
+                price=price,  # spend budgets: the worst case at this price is held
             )
         except Exception as exc:
             if target is None:  # a model the plan does not list: its name is not billable
@@ -253,8 +254,10 @@ class Call:
         self.estimated, self.billed = estimated, (prompt, completion)
         outcome = self.usage.write()
         # A redelivered request id is recorded already: hand back everything reserved here.
+        # The spend counters settle to the event's own cost (counters == events).
+        duplicate = outcome == "duplicate"
         self.services.budget.settle(
-            self.reservation, 0 if outcome == "duplicate" else prompt + completion
+            self.reservation, 0 if duplicate else prompt + completion, 0 if duplicate else cost
         )
 
     def finish(

@@ -86,6 +86,7 @@ def create_priced(
             max_tokens=0,
             flexible=False,
             marker=marker(caller, usage, plan, price),
+            price=price,  # spend budgets: the worst case at this price is held
         )
         call = EmbeddingCall(
             model=target.model,
@@ -105,7 +106,8 @@ def create_priced(
                 cost = usage.priced(price, Tokens(bound))
                 usage.fail_billed(exc, bound, 0, cost, estimated=True)
                 outcome = usage.write()
-                services.budget.settle(reservation, 0 if outcome == "duplicate" else bound)
+                dup = outcome == "duplicate"
+                services.budget.settle(reservation, 0 if dup else bound, 0 if dup else cost)
             raise
         prompt = result.prompt_tokens
         cost = usage.priced(price, Tokens(prompt))
@@ -114,7 +116,8 @@ def create_priced(
         else:
             usage.ok(prompt, 0, cost)
         outcome = usage.write()
-        services.budget.settle(reservation, 0 if outcome == "duplicate" else prompt)
+        dup = outcome == "duplicate"
+        services.budget.settle(reservation, 0 if dup else prompt, 0 if dup else cost)
     vectors = [list(v) for v in result.vectors]
     body = responses.embedding_list(request.model, vectors, prompt, request.encoding_format)
     return Created(body, cost)

@@ -92,6 +92,8 @@ def decide(
         shard=int(shard.get("ix") or 0),
         token_alloc=-1 if shard.get("ta") is None else int(shard["ta"]),
         budget=-1 if key.get("b") is None else int(key["b"]),
+        spend_alloc=-1 if shard.get("sa") is None else int(shard["sa"]),
+        spend_budget=-1 if key.get("sb") is None else int(key["sb"]),
     )
 
 

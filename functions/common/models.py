@@ -70,6 +70,9 @@ class Plan(Model):
     test_tokens_per_month = NumberAttribute(null=True)
     # How many counter shards carry a tenant's monthly counters (docs/capacity.md).
     counter_shards = NumberAttribute(default=1)
+    # A tenant's monthly live spend budget in micro-dollars (None: unlimited); test keys never
+    # count against it (docs/billing.md, "Spend budgets").
+    spend_per_month_micros = NumberAttribute(null=True)
     spike_policy = UnicodeAttribute(default="suspend")  # suspend | alert | off
     spike_factor = NumberAttribute(default=10)
     spike_floor_tpm = NumberAttribute(default=1000)
@@ -130,6 +133,7 @@ class Key(Model):
     status_reason = UnicodeAttribute(null=True)
     parent_key_id = UnicodeAttribute(null=True)
     token_budget = NumberAttribute(null=True)
+    spend_budget_micros = NumberAttribute(null=True)  # a delegated key's spend budget
     created_at = UnicodeAttribute()
     expires_at = NumberAttribute(null=True)  # epoch seconds
     rotated_at = UnicodeAttribute(null=True)

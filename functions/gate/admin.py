@@ -16,6 +16,7 @@ from typing import Any, Final
 from functions.common import ddb
 from functions.gate import items as it
 from functions.gate.store import ConditionFailed, call, read_shards
+from functions.pricing.money import usd
 
 __all__ = ["ConditionFailed"]  # re-exported: admin callers catch it
 
@@ -38,6 +39,7 @@ def new_key_item(
     token_budget: int | None,
     expires_at: int | None = None,
     allow_cidrs: list[str] | None = None,
+    spend_budget_micros: int | None = None,
 ) -> None:
     """Write the item that makes a key usable (the last step of creating a key).
 
@@ -56,6 +58,8 @@ def new_key_item(
     }
     if token_budget is not None:
         item[it.BUDGET], item[it.USED] = _n(token_budget), _n(0)
+    if spend_budget_micros is not None:
+        item[it.SPEND_BUDGET], item[it.SPENT] = _n(spend_budget_micros), _n(0)
     if expires_at is not None:
         item[it.EXPIRES] = _n(expires_at)
     if allow_cidrs:
@@ -210,6 +214,7 @@ class EnvLimits:
 
     requests_per_month: int | None
     tokens_per_month: int | None
+    spend_per_month_micros: int | None = None  # live only (docs/billing.md, "Spend budgets")
 
 
 @dataclass(frozen=True)
@@ -259,12 +264,15 @@ def configure(table: str, tenant_id: str, config: TenantConfig, now: float | Non
                       for s, ok in zip(current, in_month, strict=True)]  # fmt: skip
             used_t = [int(s.get(it.TOKENS) or 0) if ok and s else 0
                       for s, ok in zip(current, in_month, strict=True)]  # fmt: skip
+            used_s = [int(s.get(it.SPEND) or 0) if ok and s else 0
+                      for s, ok in zip(current, in_month, strict=True)]  # fmt: skip
             ra = _distribute(limits.requests_per_month, used_r, shards)
             ta = _distribute(limits.tokens_per_month, used_t, shards)
+            sa = _distribute(limits.spend_per_month_micros, used_s, shards)
             try:
                 for i in range(shards):
                     _write_shard(table, tenant_id, env, i, config, limits, shards, month,
-                                 current[i], ra[i], ta[i])  # fmt: skip
+                                 current[i], ra[i], ta[i], sa[i])  # fmt: skip
             except ConditionFailed:
                 time.sleep(0.01)
                 continue
@@ -285,11 +293,13 @@ def _write_shard(
     old: Mapping[str, Any] | None,
     ra: int | None,
     ta: int | None,
+    sa: int | None = None,
 ) -> None:
     names = {"#st": it.TENANT_STATUS, "#sc": it.SCOPES, "#pl": it.PLAN, "#rpm": it.RPM,
              "#rl": it.REQUEST_LIMIT, "#tl": it.TOKEN_LIMIT, "#ra": it.REQUEST_ALLOC,
              "#ta": it.TOKEN_ALLOC, "#ns": it.SHARDS, "#ix": it.INDEX, "#mo": it.MONTH,
-             "#rq": it.REQUESTS, "#tk": it.TOKENS}  # fmt: skip
+             "#rq": it.REQUESTS, "#tk": it.TOKENS, "#sl": it.SPEND_LIMIT, "#sa": it.SPEND_ALLOC,
+             "#sp": it.SPEND}  # fmt: skip
     values: dict[str, Any] = {
         ":st": {"S": config.status},
         ":sc": {"L": [{"S": s} for s in config.scopes]},
@@ -300,8 +310,10 @@ def _write_shard(
     sets = ["#st = :st", "#sc = :sc", "#pl = :pl", "#ns = :ns", "#ix = :ix"]
     removes: list[str] = []
     conditions: list[str] = []
+    live = env == "live"  # spend counts live keys only (docs/billing.md, "Spend budgets")
+    spend_limit = limits.spend_per_month_micros if live else None
     for name, value in (("#rpm", config.rpm), ("#rl", limits.requests_per_month),
-                        ("#tl", limits.tokens_per_month)):  # fmt: skip
+                        ("#tl", limits.tokens_per_month), ("#sl", spend_limit)):  # fmt: skip
         if value is None:
             removes.append(name)
         else:
@@ -320,16 +332,26 @@ def _write_shard(
         else:
             conditions.append("attribute_not_exists(#mo)")
     if old is None or current_month:
-        for name, used_name, alloc in (("#ra", "#rq", ra), ("#ta", "#tk", ta)):
+        counted = [("#ra", "#rq", ra, it.REQUESTS), ("#ta", "#tk", ta, it.TOKENS)]
+        if live:
+            counted.append(("#sa", "#sp", None if spend_limit is None else sa, it.SPEND))
+        else:
+            removes.append("#sa")
+        for name, used_name, alloc, key in counted:
             if alloc is None:
                 removes.append(name)
             else:
                 values[":" + name[1:]] = _n(alloc)
                 sets.append(f"{name} = :{name[1:]}")
-            if old is not None:  # pinned: recompute if a request was counted meanwhile
-                key = it.REQUESTS if used_name == "#rq" else it.TOKENS
-                values[":u" + name[1:]] = _n(int(old.get(key) or 0))
+            if old is not None and old.get(key) is not None:
+                # pinned: recompute if a request was counted meanwhile
+                values[":u" + name[1:]] = _n(int(old[key]))
                 conditions.append(f"{used_name} = :u{name[1:]}")
+            elif key == it.SPEND:  # a shard from before spend budgets: start counting
+                values[":zero"] = _n(0)
+                sets.append("#sp = :zero")
+                if old is not None:
+                    conditions.append("attribute_not_exists(#sp)")
     expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
     used = {n for n in names if n in expression or n in " ".join(conditions)}
     call(
@@ -349,9 +371,15 @@ def shard_totals(table: str, tenant_id: str, environment: str) -> dict[str, Any]
     months = sorted({str(s.get(it.MONTH) or "") for s in shards})
     month = months[-1] if months else ""
     current = [s for s in shards if s.get(it.MONTH) == month]
+    limits = [int(s[it.SPEND_LIMIT]) for s in current if s.get(it.SPEND_LIMIT) is not None]
+    spent = sum(int(s.get(it.SPEND) or 0) for s in current)
     return {
         "month": month,
         "requests": sum(int(s.get(it.REQUESTS) or 0) for s in current),
         "tokens": sum(int(s.get(it.TOKENS) or 0) for s in current),
+        "spend_micros": spent,
+        "spend_usd": usd(spent),
+        "spend_limit_micros": limits[0] if limits else None,
+        "spend_limit_usd": usd(limits[0]) if limits else None,
         "shards": len(shards),
     }

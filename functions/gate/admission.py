@@ -5,12 +5,12 @@ one small item (``functions/gate/items.py``):
 
 1. **the key item** (:func:`key_update`): the key is active, its parent (if delegated) was
    active when last cascaded, the presented secret's serial is current or in its rotation
-   grace, a delegated key's token budget is not spent, and the key's count in this UTC
+   grace, a delegated key's token and spend budgets are not spent, and the key's count in this UTC
    minute is under the per-key limit; it counts the request;
 2. **a counter shard** of the tenant's environment (:func:`shard_update`): the tenant is
    active, its plan has the route's scope, the per-key limit the first write used is still
    the plan's (pinned, so a plan change is exact on the next request), and this shard's
-   monthly requests and tokens are under its allocation; it counts the request.
+   monthly requests, tokens and (live) spend are under its allocation; it counts the request.
 
 DynamoDB evaluates each condition atomically per item, which keeps every counter exact under
 any concurrency. When a write fails, DynamoDB returns the item as it was (``ALL_OLD``) and
@@ -110,9 +110,11 @@ def key_update(
     }
     conditions = ["#s = :active", "(#n = :serial OR (#n = :next AND #g > :now))"]
     if facts.parent_key_id:
-        names.update({"#ps": it.PARENT_STATUS, "#b": it.BUDGET, "#u": it.USED})
+        names.update({"#ps": it.PARENT_STATUS, "#b": it.BUDGET, "#u": it.USED,
+                      "#sb": it.SPEND_BUDGET, "#su": it.SPENT})  # fmt: skip
         conditions.append("(attribute_not_exists(#ps) OR #ps = :active)")
         conditions.append("(attribute_not_exists(#b) OR #u < #b)")
+        conditions.append("(attribute_not_exists(#sb) OR #su < #sb)")
     if window.stale:
         conditions.append("#w < :minute")
         sets = "#w = :minute, #c = :one"
@@ -178,6 +180,9 @@ def diagnose_key(
     budget = num(old.get(it.BUDGET)) if facts.parent_key_id else None
     if budget is not None and int(old.get(it.USED, 0)) >= budget:
         return d.tokens_exhausted(0, key_budget=True)
+    spend_budget = num(old.get(it.SPEND_BUDGET)) if facts.parent_key_id else None
+    if spend_budget is not None and int(old.get(it.SPENT, 0)) >= spend_budget:
+        return d.spend_exhausted(0, key_budget=True)
     minute, stored = it.minute_window(now), int(old.get(it.WINDOW, 0))
     stale = stored < minute
     count = 0 if stale else int(old.get(it.COUNT, 0))
@@ -214,13 +219,15 @@ def shard_update(
 ) -> dict[str, Any]:
     """The conditional write that checks the tenant and counts the request in its month."""
     names = {"#st": it.TENANT_STATUS, "#mo": it.MONTH, "#rq": it.REQUESTS, "#tk": it.TOKENS,
-             "#ra": it.REQUEST_ALLOC, "#ta": it.TOKEN_ALLOC, "#rpm": it.RPM}  # fmt: skip
+             "#ra": it.REQUEST_ALLOC, "#ta": it.TOKEN_ALLOC, "#rpm": it.RPM,
+             "#sp": it.SPEND, "#sa": it.SPEND_ALLOC}  # fmt: skip
     values: dict[str, Any] = {":active": {"S": it.ACTIVE}, ":month": {"S": month}, ":one": _n(1)}
     conditions = [
         "#st = :active",
         "#mo = :month",
         "(attribute_not_exists(#ra) OR #rq < #ra)",
         "(attribute_not_exists(#ta) OR #tk < #ta)",
+        "(attribute_not_exists(#sa) OR #sp < #sa)",
     ]
     if rpm is None:
         conditions.append("attribute_not_exists(#rpm)")
@@ -253,7 +260,7 @@ class Rollover:
 class Borrow:
     """This shard's allocation is spent but the tenant's may not be: move some over."""
 
-    counter: str  # items.REQUESTS or items.TOKENS
+    counter: str  # items.REQUESTS, items.TOKENS or items.SPEND
     needed: int
 
 
@@ -273,7 +280,8 @@ class Retry:
 
 
 def rollover(table: str, old: Mapping[str, Any], month: str) -> dict[str, Any]:
-    """Open ``month`` on a shard: counters to zero, allocations back to the shard's share.
+    """Open ``month`` on a shard: counters to zero, allocations back to the shard's share
+    (spend only on live shards: test keys never count against it).
 
     Pins the limits and shard count it computed the shares from, so a plan change in
     between makes it fail (and be recomputed) rather than write a stale share.
@@ -285,7 +293,12 @@ def rollover(table: str, old: Mapping[str, Any], month: str) -> dict[str, Any]:
     values: dict[str, Any] = {":month": {"S": month}, ":zero": _n(0), ":ns": _n(shards)}
     conditions = ["(attribute_not_exists(#mo) OR #mo < :month)", "#ns = :ns"]
     sets, removes = ["#mo = :month", "#rq = :zero", "#tk = :zero"], []
-    for limit_name, alloc_name, tag in (("#rl", "#ra", "r"), ("#tl", "#ta", "t")):
+    pairs = [("#rl", "#ra", "r"), ("#tl", "#ta", "t")]
+    if str(old.get("_env") or "live") == "live":
+        names.update({"#sp": it.SPEND, "#sl": it.SPEND_LIMIT, "#sa": it.SPEND_ALLOC})
+        sets.append("#sp = :zero")
+        pairs.append(("#sl", "#sa", "s"))
+    for limit_name, alloc_name, tag in pairs:
         limit = num(old.get(names[limit_name]))
         if limit is None:
             conditions.append(f"attribute_not_exists({limit_name})")
@@ -336,6 +349,11 @@ def diagnose_shard(
         if shards > 1:
             return Borrow(it.TOKENS, 1)
         return d.tokens_exhausted(to_month_end, environment=facts.environment)
+    spend_alloc = num(old.get(it.SPEND_ALLOC))
+    if spend_alloc is not None and int(old.get(it.SPEND, 0)) >= spend_alloc:
+        if shards > 1:
+            return Borrow(it.SPEND, 1)
+        return d.spend_exhausted(to_month_end, environment=facts.environment)
     request_alloc = num(old.get(it.REQUEST_ALLOC))
     if request_alloc is not None and int(old.get(it.REQUESTS, 0)) >= request_alloc:
         if shards > 1:
@@ -349,10 +367,13 @@ def exhausted(counter: str, facts: Facts, now: float) -> Decision:
     to_month_end = it.seconds_to_next_month(now)
     if counter == it.TOKENS:
         return d.tokens_exhausted(to_month_end, environment=facts.environment)
+    if counter == it.SPEND:
+        return d.spend_exhausted(to_month_end, environment=facts.environment)
     return d.quota_exceeded(to_month_end, environment=facts.environment)
 
 
-ALLOC_OF: Final = {it.REQUESTS: it.REQUEST_ALLOC, it.TOKENS: it.TOKEN_ALLOC}
+ALLOC_OF: Final = {it.REQUESTS: it.REQUEST_ALLOC, it.TOKENS: it.TOKEN_ALLOC,
+                   it.SPEND: it.SPEND_ALLOC}  # fmt: skip
 
 
 def lend(table: str, donor: Mapping[str, Any], counter: str, amount: int) -> dict[str, Any]:
@@ -393,7 +414,13 @@ def pick_donor(
     shards: Sequence[Mapping[str, Any]], counter: str, needed: int, month: str, exclude: int
 ) -> tuple[Mapping[str, Any], int] | None:
     """The shard with the most allocation left in ``month`` and how much to take from it
-    (half of what it has left, at least ``needed``), or None if none has ``needed``."""
+    (half of what it has left, at least ``needed``), or None if no shard has anything left.
+
+    When no single shard has ``needed`` left (what is left is spread thin, as a spend
+    budget's micro-dollars can be), the one with the most gives all it has left: the caller
+    tries again and gathers the rest from the next one, so what a tenant has left is usable
+    by one request whatever shards hold it.
+    """
     alloc = ALLOC_OF[counter]
     best: tuple[Mapping[str, Any], int] | None = None
     for shard in shards:
@@ -402,8 +429,10 @@ def pick_donor(
         if shard.get(alloc) is None:
             continue
         room = int(shard[alloc]) - int(shard.get(counter) or 0)
-        if room >= needed and (best is None or room > best[1]):
+        if room > 0 and (best is None or room > best[1]):
             best = (shard, room)
     if best is None:
         return None
+    if best[1] < needed:
+        return best
     return best[0], max(needed, best[1] // 2)

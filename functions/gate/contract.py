@@ -31,6 +31,8 @@ class GateContext:
     shard: int = 0  # the counter shard that admitted the request
     token_alloc: int = -1  # that shard's token allocation (-1: unlimited)
     budget: int = -1  # a delegated key's token budget (-1: none)
+    spend_alloc: int = -1  # the admitting shard's spend allocation, micro-dollars (-1: none)
+    spend_budget: int = -1  # a delegated key's spend budget, micro-dollars (-1: none)
     verdict: str = ""  # "allow" or a refusal code
     retry_after: int = 0
     code: str = ""
@@ -67,6 +69,14 @@ class GateContext:
     @property
     def key_budget(self) -> int | None:
         return None if self.budget < 0 else self.budget
+
+    @property
+    def spend_limit(self) -> int | None:
+        return None if self.spend_alloc < 0 else self.spend_alloc
+
+    @property
+    def key_spend_budget(self) -> int | None:
+        return None if self.spend_budget < 0 else self.spend_budget
 
     @classmethod
     def from_context(cls, ctx: Mapping[str, Any]) -> GateContext:

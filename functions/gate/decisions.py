@@ -109,3 +109,18 @@ def tokens_exhausted(
         "insufficient_quota",
         retry_after,
     )
+
+
+def spend_exhausted(
+    retry_after: int, *, key_budget: bool = False, environment: str = "live"
+) -> Decision:
+    """No money left: the tenant's monthly live spend or a delegated key's spend budget
+    (docs/billing.md, "Spend budgets")."""
+    whose = "this delegated key's spend budget" if key_budget else "the tenant's monthly spend"
+    return Decision(
+        "limit",
+        "insufficient_quota",
+        f"No money left in {whose}.",
+        "insufficient_quota",
+        retry_after,
+    )

@@ -13,6 +13,8 @@ Key item (``pk = k#<key_id>`` or ``k#<parent_id>`` for a delegated key, see :fun
 ``n``  serial of the key's current secret; serial ``n - 1`` stays valid while ``g`` > now
 ``g``  epoch seconds until which the previous secret (serial ``n - 1``) is still accepted
 ``b``  token budget (delegated keys only, optional); ``u`` tokens used or reserved against it
+``sb`` spend budget in micro-dollars (delegated keys only, optional); ``su`` micro-dollars
+       spent or reserved against it (docs/billing.md, "Spend budgets")
 ``tn`` the tenant id (for operators reading the table); ``x`` expiry (epoch seconds), if any
 ``ac`` the networks the key may be used from: a list of normalised CIDR strings, at most
        16 (absent: any source; ``functions/gate/sources.py``). Returned by the key write,
@@ -30,6 +32,10 @@ Counter shard (``pk = t#<tenant>#<environment>#<index>``, ``sk = s``):
        used or reserved
 ``rl`` / ``tl`` the tenant's monthly request / token limit for this environment (absent:
        unlimited); ``ra`` / ``ta`` this shard's allocation of them in month ``mo``
+``sp`` micro-dollars spent or reserved in month ``mo`` (live shards only: test keys never
+       count against spend)
+``sl`` the tenant's monthly live spend limit in micro-dollars (absent: unlimited); ``sa``
+       this shard's allocation of it in month ``mo`` (borrowable like ``ta``)
 ``ns`` how many shards the tenant's environment has; ``ix`` this shard's index
 ====== =================================================================================
 
@@ -43,6 +49,8 @@ or shards mistakes it for one:
 ``rt`` tenant; ``re`` environment; ``rs`` the shard reserved on; ``rk`` key id; ``rp`` the
        parent key id (delegated keys); ``rb`` 1 if the key item's budget was reserved on too
 ``rn`` tokens reserved; ``rm`` the month (``YYYY-MM``) they were counted in
+``rv`` micro-dollars of spend reserved; ``rx`` 1 if the key item's spend budget was
+       reserved on too
 ``ev`` the usage event to write if the request has none: attribution and the upper bound
 ====== =================================================================================
 
@@ -79,6 +87,8 @@ TENANT: Final = "tn"
 EXPIRES: Final = "x"
 ALLOW_CIDRS: Final = "ac"  # keyattrs
 KEY_RPM: Final = "kr"  # keyattrs
+SPEND_BUDGET: Final = "sb"
+SPENT: Final = "su"
 
 # -- counter shard ---------------------------------------------------------------------
 TENANT_STATUS: Final = "st"
@@ -92,6 +102,9 @@ REQUEST_LIMIT: Final = "rl"
 TOKEN_LIMIT: Final = "tl"  # noqa: S105 - an attribute name
 REQUEST_ALLOC: Final = "ra"
 TOKEN_ALLOC: Final = "ta"  # noqa: S105 - an attribute name
+SPEND: Final = "sp"
+SPEND_LIMIT: Final = "sl"
+SPEND_ALLOC: Final = "sa"
 SHARDS: Final = "ns"
 INDEX: Final = "ix"
 
@@ -104,6 +117,8 @@ MARKER_PARENT: Final = "rp"
 MARKER_KEY_BUDGETED: Final = "rb"
 MARKER_AMOUNT: Final = "rn"
 MARKER_MONTH: Final = "rm"
+MARKER_SPEND: Final = "rv"
+MARKER_KEY_SPEND_BUDGETED: Final = "rx"
 MARKER_EVENT: Final = "ev"
 CURSOR_MINUTE: Final = "rw"
 MARKER_BUCKETS: Final = 16

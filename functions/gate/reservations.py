@@ -16,11 +16,13 @@ did not run for a while catches up from there.
 
 Settling a marker (:func:`settle_orphan`), each step idempotent:
 
-1. the counters: nothing to do. They hold the reserved upper bound, which is what the
-   request is billed at (the real usage is unknown);
+1. the counters: nothing to do. They hold the reserved upper bound, tokens and spend (the
+   worst-case cost, ``rv``), which is what the request is billed at (the real usage is
+   unknown);
 2. the usage event, unless the request has one already (conditional put on
    ``attribute_not_exists(request_id)``: never a duplicate): the marker's event, at the upper
-   bound, ``estimated: true``, status ``error`` / ``function_timeout``;
+   bound, ``estimated: true``, status ``error`` / ``function_timeout``, its cost the spend
+   reserved when spend was reserved (so the event and the spend counters agree);
 3. the marker is deleted.
 
 A function killed after writing its event but before settling leaves the counters at the
@@ -67,6 +69,8 @@ class Reserved:
     key_budgeted: bool
     amount: int
     month: str
+    spend: int = 0  # micro-dollars reserved (functions/api/budget.py Reservation.spend)
+    key_spend_budgeted: bool = False
 
 
 def marker_item(marker: Marker, reserved: Reserved, prompt: int, completion: int,
@@ -74,6 +78,8 @@ def marker_item(marker: Marker, reserved: Reserved, prompt: int, completion: int
     """The marker as a DynamoDB item (pure)."""
     event = {k: v for k, v in marker.event_of(prompt, completion).items() if v is not None}
     event.update(status="error", error_class=ORPHAN_ERROR, estimated=True, latency_ms=0)
+    if reserved.spend and "cost_micros" in event:  # billed at what the counters hold
+        event["cost_micros"] = reserved.spend
     event.pop("delivery", None)
     item: dict[str, Any] = {
         **it.marker_address(marker.request_id, minute),
@@ -84,6 +90,8 @@ def marker_item(marker: Marker, reserved: Reserved, prompt: int, completion: int
         it.MARKER_KEY_BUDGETED: {"N": "1" if reserved.key_budgeted else "0"},
         it.MARKER_AMOUNT: {"N": str(reserved.amount)},
         it.MARKER_MONTH: {"S": reserved.month},
+        it.MARKER_SPEND: {"N": str(reserved.spend)},
+        it.MARKER_KEY_SPEND_BUDGETED: {"N": "1" if reserved.key_spend_budgeted else "0"},
         it.MARKER_EVENT: ddb.to_ddb(event),
     }
     if reserved.parent_key_id:

@@ -106,7 +106,8 @@ def borrow(
     The donor gives first (a conditional write pinned at the allocation it was read with),
     then the receiver adds: between the two the tenant's allocations add up to less than its
     limit, never more, so borrowing can refuse early but never admit over the limit. False
-    when no shard has ``needed`` left.
+    when no other shard has anything left (``admission.pick_donor``: a shard with less than
+    ``needed`` lends all it has, and the caller tries again).
     """  # fmt: skip
     shards = read_shards(table, facts.tenant_id, facts.environment, view.shards)
     stale = [s for s in shards if str(s.get(it.MONTH) or "") < month]

@@ -21,6 +21,7 @@ from functions.keys.base import _conditional_failed, log
 from functions.keys.durations import parse_duration
 from functions.keys.errors import Conflict, InvalidInput, quote
 from functions.keys.views import iso, iso_seconds, key_tags, key_view
+from functions.pricing.money import usd
 
 OLD_SECRET_RETENTION: Final = 30 * 86_400  # a rotated-out Secret item lives this long past grace
 DEFAULT_GRACE: Final = "1h"
@@ -84,14 +85,17 @@ class LifecycleMixin(AuditMixin):
         actor: str | None = None,
         allow_cidrs: list[str] | None = None,
         tags: dict[str, str] | None = None,
+        spend_budget_micros: int | None = None,
     ) -> dict[str, Any]:
         """Issue a child key (e.g. for an agent) under an active, non-delegated parent.
 
         Same tenant and environment; scopes a subset of the parent's (default: the parent's
         that the tenant's plan still allows);
-        an optional token budget; an expiry never later than the parent's (a later request is
-        clamped, reported as ``expiry_clamped``). One level only: a delegated key cannot
-        delegate, which keeps revocation cascades and budgets simple to reason about.
+        an optional token budget and spend budget (``spend_budget_micros``, integer
+        micro-dollars; docs/billing.md, "Spend budgets"); an expiry never later than the
+        parent's (a later request is clamped, reported as ``expiry_clamped``). One level
+        only: a delegated key cannot delegate, which keeps revocation cascades and budgets
+        simple to reason about.
 
         ``allow_cidrs``: if the parent has a list, each network must lie within one of the
         parent's (default: the parent's list). ``tags``: the parent's tags, with these added
@@ -102,6 +106,7 @@ class LifecycleMixin(AuditMixin):
         cidrs = rules.allow_cidrs(allow_cidrs)
         given_tags = rules.tags(tags)
         budget = rules.token_budget(token_budget)
+        spend_budget = rules.spend_budget_micros(spend_budget_micros)
         who = rules.actor(actor or default_actor())
         lifetime = self._lifetime(expires_in)
         parent = self._key(parent_key_id)
@@ -147,6 +152,7 @@ class LifecycleMixin(AuditMixin):
             actor=who,
             allow_cidrs=cidrs,
             tags=chosen_tags,
+            spend_budget_micros=spend_budget,
         )
         issued["expiry_clamped"] = clamped
         return issued
@@ -160,7 +166,19 @@ class LifecycleMixin(AuditMixin):
         return [key_view(k, now) for k in ordered]
 
     def get_key(self, key_id: str) -> dict[str, Any]:
-        return key_view(self._key(key_id), self.now())
+        """The key; a delegated key with budgets also shows what it used of them (read from
+        its gate item, where they are enforced)."""
+        key = self._key(key_id)
+        view = key_view(key, self.now())
+        if key.token_budget is not None or key.spend_budget_micros is not None:
+            entry = gate.get_key_item(self.gate_table, key.key_id, key.parent_key_id) or {}
+            if key.token_budget is not None:
+                view["tokens_used"] = int(entry.get(gate_items.USED) or 0)
+            if key.spend_budget_micros is not None:
+                spent = int(entry.get(gate_items.SPENT) or 0)
+                view["spend_spent"] = usd(spent)
+                view["spend_spent_micros"] = spent
+        return view
 
     def rotate_key(
         self, key_id: str, *, grace: int | str = DEFAULT_GRACE, actor: str | None = None
@@ -287,6 +305,7 @@ class LifecycleMixin(AuditMixin):
         actor: str,
         allow_cidrs: list[str] | None = None,
         tags: dict[str, str] | None = None,
+        spend_budget_micros: int | None = None,
     ) -> dict[str, Any]:
         """Write Secret, Key, then the gate entry that makes the key usable; audit."""
         now = self.now()
@@ -299,6 +318,7 @@ class LifecycleMixin(AuditMixin):
             status=ACTIVE,
             parent_key_id=parent_key_id,
             token_budget=token_budget,
+            spend_budget_micros=spend_budget_micros,
             created_at=iso(now),
             expires_at=expires_at,
             secret_serial=1,
@@ -322,6 +342,7 @@ class LifecycleMixin(AuditMixin):
                 token_budget=token_budget,
                 expires_at=expires_at,
                 allow_cidrs=allow_cidrs,
+                spend_budget_micros=spend_budget_micros,
             )
         except gate.ConditionFailed:
             # Undo: without a gate item the key was never usable, but leave no debris.
@@ -341,6 +362,8 @@ class LifecycleMixin(AuditMixin):
             details["tags"] = dict(tags)
         if parent_key_id:
             details.update(parent_key_id=parent_key_id, token_budget=token_budget)
+            if spend_budget_micros is not None:
+                details["spend_budget"] = usd(spend_budget_micros)
         self._audit(action, tenant_id=tenant_id, key_id=key.key_id, actor=actor, details=details)
         log.info("key %s issued for tenant %s (%s)", key.key_id, tenant_id, environment)
         view = key_view(key, now)

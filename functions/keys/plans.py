@@ -48,6 +48,7 @@ class PlansMixin(AuditMixin):
         test_requests_per_month: int | None = None,
         test_tokens_per_month: int | None = None,
         counter_shards: int = 1,
+        spend_per_month: str | None = None,
         scopes: Iterable[str] | None = None,
         models: Iterable[str] | None = None,
         tools: Iterable[str] | None = None,
@@ -62,6 +63,8 @@ class PlansMixin(AuditMixin):
         """Create a plan; :class:`AlreadyExists` if the name is taken.
 
         Limits left as None are unlimited; ``tools`` None entitles every tool.
+        ``spend_per_month``: the tenant's monthly live spend budget in USD (a decimal string,
+        at most 6 decimals), stored as ``spend_per_month_micros``.
         ``model_prices``: ``MODEL=PROMPT:COMPLETION[:CACHED[:REASONING]]`` overrides (USD
         per 1M tokens) of models the plan lists (functions/pricing/catalogue.py).
         """
@@ -75,6 +78,7 @@ class PlansMixin(AuditMixin):
             test_requests_per_month=rules.limit("test requests per month", test_requests_per_month),
             test_tokens_per_month=rules.limit("test tokens per month", test_tokens_per_month),
             counter_shards=rules.counter_shards(counter_shards),
+            spend_per_month_micros=rules.spend_micros("spend per month", spend_per_month),
             scopes=rules.scopes(sorted(SCOPES) if scopes is None else scopes),
             models=listed,
             tools=rules.tools(tools),

@@ -31,6 +31,7 @@ MAX_ACTOR: Final = 128
 MICROS: Final = 1_000_000
 MAX_RPM: Final = 10**9
 MAX_PRICE_MICROS: Final = 10**15  # a billion dollars per 1k tokens: a typo, not a price
+MAX_SPEND_MICROS: Final = 10**15  # a billion dollars of spend: a typo, not a budget
 
 
 def plan_name(value: str) -> str:
@@ -148,6 +149,34 @@ def price_micros(name: str, value: str | Decimal | int | None) -> int:
     return result
 
 
+def spend_micros(name: str, value: str | Decimal | int | None, *, minimum: int = 0) -> int | None:
+    """A spend budget in USD (a decimal string, at most 6 decimals) -> integer micro-dollars;
+    None stays None (no budget). Refuses negative, non-numeric, NaN, infinite, more than 6
+    decimals (money is never rounded silently), below ``minimum`` micro-dollars and above
+    :data:`MAX_SPEND_MICROS` (a billion dollars)."""
+    if value is None:
+        return None
+    if isinstance(value, bool | float):
+        raise InvalidInput(f"{name} must be a decimal number of USD, e.g. 25.50")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise InvalidInput(f"{name} must be a decimal number of USD, e.g. 25.50") from None
+    if not amount.is_finite():
+        raise InvalidInput(f"{name} must be a finite number of USD")
+    if amount < 0:
+        raise InvalidInput(f"{name} must not be negative")
+    micros = amount * MICROS
+    if micros != micros.to_integral_value():
+        raise InvalidInput(f"{name} has more than 6 decimals (USD is counted in micro-dollars)")
+    if micros > MAX_SPEND_MICROS:
+        raise InvalidInput(f"{name} is implausibly large (more than 1000000000 USD)")
+    result = int(micros)
+    if result < minimum:
+        raise InvalidInput(f"{name} must be at least {micros_to_usd(minimum)} USD")
+    return result
+
+
 def micros_to_usd(micros: int | float | Decimal | None) -> str:
     """Integer micro-dollars -> a plain decimal string of USD (``2000`` -> ``"0.002"``)."""
     text = format(Decimal(int(micros or 0)).scaleb(-6), "f")
@@ -186,6 +215,17 @@ def token_budget(value: int | None) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidInput("token budget must be a whole number >= 1")
+    return value
+
+
+def spend_budget_micros(value: int | None) -> int | None:
+    """A delegated key's spend budget in micro-dollars: a whole number 1..10**15, or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput("spend budget must be at least 0.000001 USD (1 micro-dollar)")
+    if value > MAX_SPEND_MICROS:
+        raise InvalidInput("spend budget is implausibly large (more than 1000000000 USD)")
     return value
 
 

@@ -123,6 +123,8 @@ def _gate_config(tenant: Tenant, plan: Plan) -> gate.TenantConfig:
         live=gate.EnvLimits(
             None if plan.requests_per_month is None else int(plan.requests_per_month),
             None if plan.tokens_per_month is None else int(plan.tokens_per_month),
+            # test keys never count against spend: the test shards get no spend limit
+            None if plan.spend_per_month_micros is None else int(plan.spend_per_month_micros),
         ),
         test=gate.EnvLimits(
             None if plan.test_requests_per_month is None else int(plan.test_requests_per_month),

@@ -10,6 +10,7 @@ from typing import Any
 
 from functions.common.models import ACTIVE, EXPIRED, AuditRecord, Key, Plan, Tenant
 from functions.keys.rules import micros_to_usd
+from functions.pricing.money import usd
 
 
 def iso(epoch: float) -> str:
@@ -25,6 +26,11 @@ def iso_seconds(epoch: float | None) -> str | None:
 
 def _int(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+def _usd(micros: Any) -> str | None:
+    """Micro-dollars as USD with six decimals (None: unlimited / none)."""
+    return None if micros is None else usd(int(micros))
 
 
 def _num(value: Any) -> int | float:
@@ -47,6 +53,8 @@ def plan_view(plan: Plan) -> dict[str, Any]:
         "test_requests_per_month": _int(plan.test_requests_per_month),
         "test_tokens_per_month": _int(plan.test_tokens_per_month),
         "counter_shards": int(plan.counter_shards or 1),
+        "spend_per_month": _usd(plan.spend_per_month_micros),
+        "spend_per_month_micros": _int(plan.spend_per_month_micros),
         "scopes": sorted(plan.scopes or []),
         "models": sorted(plan.models or []),
         "tools": None if plan.tools is None else sorted(plan.tools),
@@ -101,6 +109,8 @@ def tenant_view(
         "month": live.get("month") or None,
         "month_requests": int(live.get("requests") or 0),
         "month_tokens": int(live.get("tokens") or 0),
+        "month_spend": live.get("spend_usd") or usd(0),
+        "spend_per_month": live.get("spend_limit_usd"),
     }
     if counters is not None:
         view["counters"] = counters
@@ -122,6 +132,8 @@ def key_view(key: Key, now: float) -> dict[str, Any]:
         "created_at": key.created_at,
         "expires_at": iso_seconds(key.expires_at),
         "token_budget": _int(key.token_budget),
+        "spend_budget": _usd(key.spend_budget_micros),
+        "spend_budget_micros": _int(key.spend_budget_micros),
         "secret_serial": int(key.secret_serial or 1),
         "rotated_at": key.rotated_at,
         # keyattrs: networks, tags and the per-key limit (None: anywhere / the plan's)

@@ -77,10 +77,11 @@ def make_key(
     parent: str | None = None,
     budget: int | None = None,
     used: int = 0,
+    spend_budget: int | None = None,
 ) -> str:
     """A key's gate item; returns the key id."""
     key_id = keyformat.new_key_id()
-    gate_support.new_key(tenant_id, key_id, parent, budget)
+    gate_support.new_key(tenant_id, key_id, parent, budget, spend_budget)
     if budget is not None and used:
         gate_support.set_key(tenant_id, key_id, u=used)
     return key_id
@@ -107,6 +108,9 @@ class Who:
     month: str = field(default_factory=gate.month_window)
     lim_tmo: str = ""
     budget: str = ""
+    spend_alloc: str = ""  # the shard's spend allocation, micro-dollars ("": none)
+    spend_budget: str = ""  # a delegated key's spend budget, micro-dollars ("": none)
+    shard: str = "0"  # the counter shard that admitted the request
     verdict: str = "allow"
     retry_after: str = "0"
     code: str = "ok"
@@ -119,6 +123,8 @@ class Who:
         values = {k: v for k, v in self.__dict__.items() if k != "lim_tmo"}
         values["token_alloc"] = int(self.lim_tmo) if self.lim_tmo != "" else -1
         values["budget"] = int(self.budget) if self.budget != "" else -1
+        values["spend_alloc"] = int(self.spend_alloc) if self.spend_alloc != "" else -1
+        values["spend_budget"] = int(self.spend_budget) if self.spend_budget != "" else -1
         return {"principalId": self.key_id, **values, "operation": operation}
 
 
@@ -135,6 +141,8 @@ def who_for(tenant_id: str, key_id: str, **over: Any) -> Who:
         "month": t["mo"] or gate.month_window(),
         "lim_tmo": "" if shard.get("ta") is None else str(int(shard["ta"])),
         "budget": "" if budget is None else str(int(budget)),
+        "spend_alloc": "" if shard.get(gate.SPEND_ALLOC) is None else str(int(shard["sa"])),
+        "spend_budget": "" if entry.get(gate.SPEND_BUDGET) is None else str(int(entry["sb"])),
         "parent_key_id": entry.get("p") or "",
         **over,
     }

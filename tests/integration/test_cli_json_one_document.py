@@ -87,7 +87,7 @@ def every_command(trace: str) -> list[Command]:
     ]  # fmt: skip
     return [
         *keyattrs,
-        (["plans", "create", "basic"], None),
+        (["plans", "create", "basic", "--spend-per-month", "100.50"], None),
         (["plans", "list"], None),
         (["plans", "show", "pro"], None),
         (["prices", "set", "upstream:gpt-4o", *PRICE], None),
@@ -103,6 +103,10 @@ def every_command(trace: str) -> list[Command]:
         (["tenants", "redrive-notices", "acme"], None),
         (["keys", "create", "--tenant", "acme", "--env", "test"], None),
         (["keys", "delegate", parent["key_id"], "--principal", "sub", "--token-budget", "9"], None),
+        (
+            ["keys", "delegate", parent["key_id"], "--principal", "s2", "--spend-budget", "2.5"],
+            None,
+        ),
         (["keys", "list", "--tenant", "acme"], None),
         (["keys", "show", parent["key_id"]], None),
         (["keys", "rotate", parent["key_id"], "--grace", "1h"], None),

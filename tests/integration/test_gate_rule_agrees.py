@@ -3,11 +3,10 @@
 explains a failure (``diagnose_key`` / ``diagnose_shard``).
 
 For random key items and counter shards (statuses, serials and graces, parent statuses,
-budgets, minute and month windows, counts around their limits, scopes, per-key limits
-of the plan and of the key itself), put
-the item into moto, send the write, and check: the write succeeded exactly when the Python
-rule finds nothing to refuse and nothing to roll forward; and when it failed, the diagnosis
-names a refusal or the change to make before trying again.
+token and spend budgets, minute and month windows, counts around their limits, scopes,
+per-key limits), put the item into moto, send the write, and check: the write succeeded
+exactly when the Python rule finds nothing to refuse and nothing to roll forward; and when it
+failed, the diagnosis names a refusal or the change to make before trying again.
 """
 
 from __future__ import annotations
@@ -43,20 +42,31 @@ key_items = st.fixed_dictionaries(
         "n": st.integers(1, 3),
         "g": st.sampled_from([0, int(NOW) - 1, int(NOW) + 60]),
     },
-    optional={"ps": statuses, "b": st.integers(0, 4), "u": st.integers(0, 4),
-              "kr": st.integers(0, 4)},  # kr: the key's own per-minute limit (keyattrs)
-)  # fmt: skip
+    optional={
+        "ps": statuses,
+        "b": st.integers(0, 4),
+        "u": st.integers(0, 4),
+        "sb": st.integers(0, 4),
+        "kr": st.integers(0, 4),  # kr: the key's own per-minute limit (keyattrs)
+    },
+).map(lambda i: {**i, "su": i["sb"] - 2 + i["c"]} if "sb" in i else i)  # spent around it
 shard_items = st.fixed_dictionaries(
     {
         "st": st.sampled_from(["active", "suspended"]),
         "mo": st.sampled_from(["2000-01", MONTH, "2999-01"]),
         "rq": st.integers(0, 4),
         "tk": st.integers(0, 4),
+        "sp": st.integers(0, 4),
         "sc": st.lists(st.sampled_from(["inference:invoke", "tools:execute"]), unique=True),
         "ns": st.just(1),
         "ix": st.just(0),
     },
-    optional={"ra": st.integers(0, 4), "ta": st.integers(0, 4), "rpm": st.integers(0, 4)},
+    optional={
+        "ra": st.integers(0, 4),
+        "ta": st.integers(0, 4),
+        "rpm": st.integers(0, 4),
+        "sa": st.integers(0, 4),
+    },
 )
 
 

@@ -59,7 +59,9 @@ def test_reserve_requests_pin_limits_and_compare_with_a_precomputed_bound() -> N
     window = Window("2026-11", 100, 40, "live", 2, "p")
     shard_req = shard_reserve_request("t", window, 13)
     assert shard_req["Key"] == {"pk": {"S": "t#t#live#2"}, "sk": {"S": "s"}}
-    assert shard_req["ConditionExpression"] == "#mo = :month AND #ta = :ta AND #tk <= :tmax"
+    assert shard_req["ConditionExpression"] == (
+        "#mo = :month AND #ta = :ta AND #tk <= :tmax AND attribute_not_exists(#sa)"
+    )  # a live shard: no spend limit seen, none may have appeared since
     assert shard_req["UpdateExpression"] == "SET #tk = #tk + :r"
     assert values(shard_req) == {":month": "2026-11", ":r": "13", ":ta": "100", ":tmax": "87"}
     key_req = key_reserve_request("k", window, 13)

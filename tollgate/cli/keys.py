@@ -96,9 +96,14 @@ def delegate(
     ),
     allow_cidr: list[str] | None = AllowCidrOption,
     tag: list[str] | None = TagOption,
+    spend_budget: str | None = typer.Option(
+        None, "--spend-budget", metavar="USD", help="Total money this key may spend, e.g. 5.00."
+    ),
 ) -> None:
     """Issue a child key for an agent, never wider or longer-lived than its parent (its
     networks within the parent's; the parent's tags unless overridden)."""
+    from functions.keys import rules
+
     key = service(ctx).delegate_key(
         parent_key_id,
         principal=principal,
@@ -107,6 +112,7 @@ def delegate(
         expires_in=expires_in,
         allow_cidrs=_cidrs(allow_cidr),
         tags=_tags(tag),
+        spend_budget_micros=rules.spend_micros("spend budget", spend_budget, minimum=1),
     )
     if key.get("expiry_clamped"):
         note(ctx, "note: the requested expiry was later than the parent's; clamped to it")

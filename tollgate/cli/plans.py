@@ -41,6 +41,12 @@ def create(
         metavar="N",
         help="Items a tenant's monthly counters are spread over, 1-64 (docs/capacity.md).",
     ),
+    spend_per_month: str | None = typer.Option(
+        None,
+        "--spend-per-month",
+        metavar="USD",
+        help="A tenant's monthly live spend budget, e.g. 250.00 (test keys never count).",
+    ),
     scopes: str | None = typer.Option(None, "--scopes", metavar="S,S", help="Default: all."),
     models: str | None = typer.Option(
         None, "--models", metavar="M,M", help="Default: tollgate-echo."
@@ -73,6 +79,7 @@ def create(
         test_requests_per_month=test_requests_per_month,
         test_tokens_per_month=test_tokens_per_month,
         counter_shards=counter_shards,
+        spend_per_month=spend_per_month,
         scopes=split_csv(scopes),
         models=split_csv(models),
         tools=split_csv(tools),

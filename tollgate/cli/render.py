@@ -103,7 +103,7 @@ AUDIT_COLUMNS = (
 def limits(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows with None limits shown as ``unlimited``."""
     names = ("requests_per_minute", "requests_per_month", "tokens_per_month",
-             "test_requests_per_month", "test_tokens_per_month")  # fmt: skip
+             "test_requests_per_month", "test_tokens_per_month", "spend_per_month")  # fmt: skip
     return [{k: unlimited(v) if k in names else v for k, v in r.items()} for r in rows]
 
 
@@ -117,7 +117,7 @@ def issued(console: Console, key: dict[str, Any], verb: str = "Created") -> None
         "scopes": key["scopes"],
         "expires_at": key["expires_at"] or "never",
     }
-    for name in ("parent_key_id", "token_budget", "serial", "grace_until"):
+    for name in ("parent_key_id", "token_budget", "spend_budget", "serial", "grace_until"):
         if key.get(name) is not None:
             details[name] = key[name]
     record(console, details)
