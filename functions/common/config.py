@@ -23,6 +23,8 @@ TABLE_KINDS: Final = (
     "jobs",
     "detector",
     "gate",
+    # -- billing export (issue 14 item 5): customer mapping and export ledger --
+    "billing",
 )
 
 
@@ -47,6 +49,7 @@ class TableNames(BaseModel):
     jobs: str = "tollgate-jobs"
     detector: str = "tollgate-detector"
     gate: str = "tollgate-gate"
+    billing: str = "tollgate-billing"  # billing export: customers and ledger
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> TableNames:
