@@ -116,9 +116,10 @@ def test_only_closed_hours_go_out_and_the_rest_is_not_yet_due(
     now = hour_start(hours[102]) + 600
     report = run("stripe", MONTH, StripeSink(KEY, stripe_fake.url), now_s=now).as_dict()
     exported = received(stripe_fake.totals(), STRIPE_EVENT_NAMES, by_customer)["acme"]
-    assert exported == billed(f for f in facts if f.request_id.startswith(f"acme-{hours[100]}"))[
-        "acme"
-    ]
+    assert (
+        exported
+        == billed(f for f in facts if f.request_id.startswith(f"acme-{hours[100]}"))["acme"]
+    )
     assert report["ok"]
     result = reconcile("stripe", MONTH, now_s=now)
     assert result["ok"] and result["drift"] == 0
