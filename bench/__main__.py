@@ -16,7 +16,18 @@ from pathlib import Path
 
 from bench.common import Figure, Section
 
-SECTIONS = ("gate", "scale", "api", "streaming", "usage", "detect", "package", "soak", "peers")
+SECTIONS = (
+    "gate",
+    "scale",
+    "api",
+    "streaming",
+    "usage",
+    "detect",
+    "package",
+    "soak",
+    "peers",
+    "billing",  # billing export (issue 14 item 5)
+)
 HERE = Path(__file__).parent
 
 
