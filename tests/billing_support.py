@@ -48,13 +48,27 @@ def facts_for(
     return facts
 
 
-def seed(facts: Sequence[UsageFact]) -> None:
-    """Add ``facts`` to the rollups table, as the aggregator would (ADD per measure)."""
+def seed(facts: Sequence[UsageFact], *, fresh: bool = False) -> None:
+    """Add ``facts`` to the rollups table, as the aggregator would (ADD per measure).
+    ``fresh``: the tenants have no rollups yet, so whole items are put, 25 per request."""
     from functions.common import ddb
     from functions.common.config import TableNames
 
     table = TableNames.from_env().rollups
     client = ddb.client()
+    if fresh:
+        puts = [
+            {"PutRequest": {"Item": {
+                "tenant_id": {"S": key.tenant_id}, "sk": {"S": key.sk},
+                **{m: {"N": str(v)} for m, v in counters.as_dict().items()},
+            }}}
+            for key, counters in aggregate(facts).items()
+        ]  # fmt: skip
+        for i in range(0, len(puts), 25):
+            batch = {table: puts[i : i + 25]}
+            while batch:
+                batch = client.batch_write_item(RequestItems=batch).get("UnprocessedItems")
+        return
     for key, counters in aggregate(facts).items():
         measures = counters.as_dict()
         client.update_item(
