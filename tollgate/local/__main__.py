@@ -89,6 +89,11 @@ class LocalStack:
         self.github = LocalGitHub(key_path(self.gateway.server_port), self.host).start()
         self._stoppers.append(self.github.stop)
         self.github.point_webhook_here()
+        # billing export (issue 14 item 5): a local Stripe for `billing export --to stripe`.
+        from tollgate.local.stripe_fake import StripeFake
+
+        self.stripe = StripeFake(host=self.host).start()
+        self._stoppers.append(self.stripe.stop)
         thread = threading.Thread(target=self.gateway.serve_forever, daemon=True)
         thread.start()
         self._stoppers.append(self.gateway.shutdown)
@@ -145,6 +150,11 @@ PY
 Leak webhook: {url}/webhooks/github/secret-scanning, signed with a local test key
   ({stack.github.key_file}); report a key as leaked:
   .venv/bin/python -m tollgate.local.github report {test["secret"]}
+
+Billing export to a local Stripe (tollgate/local/stripe_fake.py; docs/billing.md):
+  .venv/bin/tollgate --local billing map demo --stripe-customer cus_demo
+  TOLLGATE_STRIPE_API_KEY=sk_test_local .venv/bin/tollgate --local billing export \\
+    --to stripe --stripe-api-base {stack.stripe.url}
 
 Manage it from another terminal:  .venv/bin/tollgate --local keys list --tenant demo
 Stop with Ctrl-C.
