@@ -44,7 +44,7 @@ from functions.billing.logic import (
     is_due,
     plan_hour,
 )
-from functions.billing.sinks import Outcome, Sink
+from functions.billing.sinks import DestinationUnauthorized, Outcome, Sink
 from functions.usage.logic import TOTAL, Counters, RollupKey
 
 
@@ -309,6 +309,8 @@ def run(
     def one(customer: Customer) -> TenantReport:
         try:
             report = export_tenant(customer, sink, period, now, settle_s)
+        except DestinationUnauthorized:
+            raise  # every tenant would meet it: stop the run
         except Exception as exc:  # the ledger unreachable: this tenant only; rerun resumes
             report = TenantReport(customer.tenant_id, failed=type(exc).__name__)
         if on_tenant is not None:

@@ -52,6 +52,11 @@ class Outcome:
         return self.kind == DELIVERED
 
 
+class DestinationUnauthorized(RuntimeError):
+    """The destination refused our credentials: nothing was stored, and nothing else would
+    be; the run stops (what was written ahead stays pending and is re-sent next run)."""
+
+
 class Sink(Protocol):
     destination: str
 
@@ -108,8 +113,10 @@ class StripeSink:
             if exc.code == STRIPE_DUPLICATE_CODE or STRIPE_DUPLICATE_MESSAGE in message:
                 return Outcome(DELIVERED, "duplicate")
             return Outcome(REJECTED, exc.code or "invalid_request_error")
-        except (stripe.AuthenticationError, stripe.PermissionError) as exc:
-            return Outcome(REJECTED, exc.code or type(exc).__name__)
+        except (stripe.AuthenticationError, stripe.PermissionError):
+            raise DestinationUnauthorized(
+                "Stripe refused the API key (check the key, or its meter event permission)"
+            ) from None
         except stripe.StripeError as exc:  # connection, 5xx, rate limit: maybe stored
             return Outcome(RETRY, exc.code or type(exc).__name__)
         return Outcome(DELIVERED, "sent")
@@ -227,6 +234,10 @@ class MarketplaceSink:
                 response = self.client.batch_meter_usage(**request)
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "ClientError")
+                if code in ("AccessDeniedException", "UnrecognizedClientException"):
+                    raise DestinationUnauthorized(
+                        f"AWS Marketplace refused the call ({code})"
+                    ) from None
                 if code in _TRANSIENT_ERRORS:
                     continue  # every record of the call: send again (idempotent)
                 for record in todo:

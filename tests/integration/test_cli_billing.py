@@ -106,3 +106,20 @@ def test_export_rerun_and_reconcile(
     drifted = cli("billing", "reconcile", "--to", "stripe", "--period", MONTH)
     assert drifted.code == 1 and drifted.json["drift"] > 0
     assert drifted.err.startswith("error: billing drift")
+
+
+def test_a_key_stripe_refuses_stops_the_export_and_is_never_printed(
+    cli: Run, tenant: str, stripe_fake: StripeFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stripe_fake.api_keys = {"sk_test_theRightOne"}
+    monkeypatch.setattr("time.time", lambda: float(AFTER_MONTH))
+    cli("billing", "map", tenant, "--stripe-customer", "cus_Acme1").ok()
+    seed(facts_for(tenant, random_hours(random.Random(3), 2), random.Random(3)))
+    monkeypatch.setenv("TOLLGATE_STRIPE_API_KEY", "sk_test_wrongKey42")
+    refused = cli("billing", "export", "--to", "stripe", "--period", MONTH)
+    assert refused.code == 1 and "refused the API key" in refused.err
+    assert "wrongKey42" not in refused.out + refused.err
+    assert len(refused.err.splitlines()) == 1
+    monkeypatch.setenv("TOLLGATE_STRIPE_API_KEY", "sk_test_theRightOne")
+    done = cli("billing", "export", "--to", "stripe", "--period", MONTH).ok().json
+    assert done["ok"] and done["sent"] == len(stripe_fake.events) > 0

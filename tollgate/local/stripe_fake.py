@@ -57,6 +57,7 @@ class StripeFake:
     host: str = "127.0.0.1"
     port: int = 0
     known_customers: set[str] | None = None  # None: any cus_... exists
+    api_keys: set[str] | None = None  # None: any well-formed sk_/rk_ key is valid
     events: dict[str, MeterEvent] = field(default_factory=dict)
     requests: Counter[str] = field(default_factory=Counter)  # by outcome
     _faults: _Faults = field(default_factory=_Faults)
@@ -146,7 +147,8 @@ class StripeFake:
         no_retry = {"Stripe-Should-Retry": "false"}
         if urllib.parse.urlsplit(path).path != PATH:
             return 404, _error("invalid_request_error", f"Unrecognized request URL ({path})"), {}
-        if not auth.startswith("Bearer ") or not _KEY.fullmatch(auth[7:].strip()):
+        key = auth[7:].strip() if auth.startswith("Bearer ") else ""
+        if not _KEY.fullmatch(key) or (self.api_keys is not None and key not in self.api_keys):
             return 401, _error("invalid_request_error", "Invalid API Key provided", None), {}
         form = urllib.parse.parse_qs(body, keep_blank_values=True)
 
