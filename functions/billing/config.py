@@ -61,3 +61,8 @@ def stripe_api_key(environ: Mapping[str, str] | None = None, client: object = No
     if not key:
         raise StripeKeyMissing(f"no Stripe key: set {ENV_STRIPE_API_KEY}")
     return key
+
+
+def forget_stripe_key() -> None:
+    """Drop the cached key (Stripe refused it: a rotated key is read on the next run)."""
+    _secret_cache.clear()

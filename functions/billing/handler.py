@@ -17,7 +17,7 @@ from typing import Any
 
 from functions.billing import config, export
 from functions.billing.logic import MARKETPLACE, STRIPE
-from functions.billing.sinks import MarketplaceSink, Sink, StripeSink
+from functions.billing.sinks import DestinationUnauthorized, MarketplaceSink, Sink, StripeSink
 from functions.common.observability import MetricUnit, log_metrics, logger, metrics
 
 
@@ -56,7 +56,11 @@ def run(event: dict[str, Any]) -> dict[str, Any]:
     for destination in wanted:
         sink = sink_for(destination)
         for period in periods_of(event, now_s):
-            report = export.run(destination, period, sink, now_s=now_s).as_dict()
+            try:
+                report = export.run(destination, period, sink, now_s=now_s).as_dict()
+            except DestinationUnauthorized:
+                config.forget_stripe_key()  # the next run reads the (rotated) secret again
+                raise
             report.pop("tenants")
             results.append(report)
             logger.info("billing export", extra=report)
