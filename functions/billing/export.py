@@ -137,15 +137,12 @@ class ExportReport:
 class Day:
     """One ledger item (a tenant-day at a destination), loaded once, saved by version."""
 
-    def __init__(self, tenant_id: str, destination: str, day: str) -> None:
+    def __init__(self, tenant_id: str, destination: str, day: str, item: Any = None) -> None:
         from functions.common.models import BillingItem
 
-        try:
-            self.item = BillingItem.get(
-                tenant_id, ledger_sk(destination, day), consistent_read=True
-            )
-        except BillingItem.DoesNotExist:
-            self.item = BillingItem(tenant_id, ledger_sk(destination, day))
+        self.item = (
+            item if item is not None else BillingItem(tenant_id, ledger_sk(destination, day))
+        )
         self.tenant_id = tenant_id
         self.hours: dict[str, dict[str, Any]] = _plain(self.item.hours)
         self.pending: dict[str, dict[str, Any]] = _plain(self.item.pending)
@@ -216,8 +213,11 @@ def export_tenant(
     for hour, counters in hourly_totals(customer.tenant_id, period).items():
         if is_due(hour, now_s, settle_s):
             by_day[day_of(hour)][hour] = counters
-    days = sorted(set(by_day) | _pending_days(customer.tenant_id, sink.destination, period))
-    ledgers = {day: Day(customer.tenant_id, sink.destination, day) for day in days}
+    ledgers = _ledgers(customer.tenant_id, sink.destination, period)  # one Query
+    for day in by_day:
+        if day not in ledgers:
+            ledgers[day] = Day(customer.tenant_id, sink.destination, day)
+    ledgers = dict(sorted(ledgers.items()))
     # 1. What a run left pending (it died, or the destination gave no clear answer): re-sent
     #    verbatim, all days of the tenant together (Marketplace: 25 records per call).
     blocked: dict[str, set[str]] = {}
@@ -268,19 +268,17 @@ def _send_and_commit(
         ledgers[day].commit(results)
 
 
-def _pending_days(tenant_id: str, destination: str, period: str) -> set[str]:
+def _ledgers(tenant_id: str, destination: str, period: str) -> dict[str, Day]:
+    """The tenant's ledger items of the month at ``destination``, by day (strongly read)."""
     from functions.common.models import BillingItem
 
-    days = set()
+    out = {}
     for item in BillingItem.query(
-        tenant_id,
-        BillingItem.sk.startswith(f"export#{destination}#{period}"),
-        filter_condition=BillingItem.pending.exists(),
-        consistent_read=True,
-        attributes_to_get=["sk"],
+        tenant_id, BillingItem.sk.startswith(ledger_sk(destination, period)), consistent_read=True
     ):
-        days.add(item.sk.rsplit("#", 1)[1])
-    return days
+        day = item.sk.rsplit("#", 1)[1]
+        out[day] = Day(tenant_id, destination, day, item)
+    return out
 
 
 def run(
