@@ -31,6 +31,7 @@ SECTIONS = (
     "keyattrs",  # issue 15: networks, tags, per-key limits (bench/keyattrs.py)
     "trust",  # issue 15: the OIDC token exchange (bench/trust.py)
     "notices",  # threshold notices (issue 14)
+    "billing",  # billing export (issue 14 item 5)
 )
 HERE = Path(__file__).parent
 

@@ -14,6 +14,8 @@ context key          meaning                                           default
                      or a comma-separated string on the command line)
 ``waf_rate_limit``   requests per source IP per 5 minutes (WAF)        dev 1000, prod 2000
 ``alert_email``      e-mail subscribed to the alerts topic             none
+``billing_destinations`` where the hourly billing export goes: ``stripe``,  none (schedule off)
+                     ``aws-marketplace`` (list, or comma-separated)
 ==================== ================================================= ======================
 """
 
@@ -39,6 +41,8 @@ class Settings:
     bedrock_models: tuple[str, ...] = DEFAULT_BEDROCK_MODELS
     waf_rate_limit: int = 1000
     alert_email: str | None = None
+    # billing export (issue 14 item 5): destinations of the hourly export; none: schedule off
+    billing_destinations: tuple[str, ...] = ()
 
     @property
     def prod(self) -> bool:
@@ -72,7 +76,13 @@ class Settings:
         models = get("bedrock_models") or DEFAULT_BEDROCK_MODELS
         if isinstance(models, str):
             models = [m for m in (part.strip() for part in models.split(",")) if m]
+        destinations = get("billing_destinations") or ()
+        if isinstance(destinations, str):
+            destinations = [d.strip() for d in destinations.split(",") if d.strip()]
+        from functions.billing.logic import check_destination
+
         return cls(
+            billing_destinations=tuple(check_destination(str(d)) for d in destinations),
             env_name=env_name,
             stack_name=str(get("stack_name") or f"Tollgate-{env_name}"),
             stage_name=str(get("stage_name") or "prod"),

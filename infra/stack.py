@@ -8,6 +8,7 @@ from aws_cdk import Stack, Tags
 from constructs import Construct
 
 from infra.api import Api
+from infra.billing import BillingExport
 from infra.detect import Detection
 from infra.functions import Functions
 from infra.notices import Notices
@@ -50,6 +51,8 @@ class TollgateStack(Stack):
         )
         self.usage = UsagePipeline(self, "Usage", settings=settings, functions=self.functions)
         self.notices = Notices(self, "Notices", settings=settings, functions=self.functions)
+        # billing export (issue 14 item 5)
+        self.billing = BillingExport(self, "Billing", settings=settings, functions=self.functions)
         self.waf = Waf(
             self, "Waf", settings=settings, stage_arn=self.api.rest_api.deployment_stage.stage_arn
         )

@@ -25,6 +25,8 @@ TABLE_KINDS: Final = (
     "gate",
     "trust",
     "notices",
+    # -- billing export (issue 14 item 5): customer mapping and export ledger --
+    "billing",
 )
 
 
@@ -51,6 +53,7 @@ class TableNames(BaseModel):
     gate: str = "tollgate-gate"
     trust: str = "tollgate-trust"
     notices: str = "tollgate-notices"
+    billing: str = "tollgate-billing"  # billing export: customers and ledger
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> TableNames:

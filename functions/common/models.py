@@ -417,6 +417,36 @@ class Notice(Model):
     sk = UnicodeAttribute(range_key=True)
 
 
+# -- billing export (issue 14 item 5) ----------------------------------------------------
+
+
+class BillingItem(Model):
+    """The billing export's items, one table (functions/billing/):
+
+    * ``sk = "customer"``: the tenant's billing customers (Stripe customer id; AWS
+      Marketplace customer account id and licence ARN), set by ``tollgate billing map``;
+    * ``sk = "export#<destination>#<YYYY-MM-DD>"``: the export ledger of one tenant-day at one
+      destination: ``hours`` (per hour and metric: quantity exported, events sent, last
+      result) and ``pending`` (events written down *before* they are sent, re-sent verbatim
+      after a crash: functions/billing/export.py). ``version`` makes each save conditional on
+      the version read, so two exporters never both commit the same day.
+    """
+
+    class Meta(_Meta):
+        table_name = _NAMES.billing
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    stripe_customer_id = UnicodeAttribute(null=True)
+    marketplace_account_id = UnicodeAttribute(null=True)
+    marketplace_license_arn = UnicodeAttribute(null=True)
+    hours = MapAttribute[str, Any](null=True)
+    pending = MapAttribute[str, Any](null=True)
+    pending_at = NumberAttribute(null=True)  # epoch seconds the pending events were written
+    updated_at = UnicodeAttribute(null=True)
+    version = VersionAttribute()
+
+
 class TableSpec:
     """How a model's table is provisioned beyond its keys: stream and TTL."""
 
@@ -443,6 +473,7 @@ TABLES: Final[tuple[TableSpec, ...]] = (
     TableSpec("gate", GateItem, ttl="ttl"),
     TableSpec("trust", TrustPolicy),
     TableSpec("notices", Notice, stream="NEW_IMAGE"),
+    TableSpec("billing", BillingItem),  # billing export (issue 14 item 5)
 )
 
 

@@ -49,6 +49,14 @@ COMMANDS: dict[tuple[str, ...], tuple[int, tuple[str, ...]]] = {
     ("exposure",): (1, ("--secret",)),
     ("audit",): (0, ("--key", "--tenant")),
     ("finetune", "create"): (0, ("--tenant", "--base-model", "--suffix")),
+    # billing export (issue 14 item 5)
+    ("billing", "map"): (
+        1,
+        ("--stripe-customer", "--marketplace-customer-account", "--marketplace-license-arn"),
+    ),
+    ("billing", "customers"): (0, ()),
+    ("billing", "export"): (0, ("--to", "--period", "--tenant")),
+    ("billing", "reconcile"): (0, ("--to", "--period")),
 }
 
 values = st.one_of(
@@ -84,6 +92,11 @@ values = st.one_of(
             "inference:invoke,nope",
             "a,,b",
             "key_0000000000000000",
+            "stripe",
+            "aws-marketplace",
+            "cus_",
+            "123456789012",
+            "arn:aws:license-manager::1:license:l-1",
             "tg_live_x",
             "starter",
             "acme",

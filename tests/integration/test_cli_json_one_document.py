@@ -150,6 +150,25 @@ def every_command(trace: str) -> list[Command]:
         (["keys", "revoke", other["key_id"], "--reason", "again"], None),
         (["keys", "revoke", "--tenant", "acme", "--reason", "offboarded"], None),
         (["keys", "show", bot["key_id"]], None),
+        # billing export (issue 14 item 5): the Stripe key and fake come from the environment
+        (["billing", "map", "acme", "--stripe-customer", "cus_Acme1"], None),
+        (
+            [
+                "billing",
+                "map",
+                "acme",
+                "--marketplace-customer-account",
+                "123456789012",
+                "--marketplace-license-arn",
+                "arn:aws:license-manager::1:license:l-1",
+            ],
+            None,
+        ),
+        (["billing", "customers"], None),
+        (["billing", "export", "--to", "stripe"], None),
+        (["billing", "export", "--to", "aws-marketplace", "--period", "2026-11"], None),
+        (["billing", "reconcile", "--to", "stripe"], None),
+        (["billing", "reconcile", "--to", "aws-marketplace", "--period", "2026-11"], None),
     ]
 
 
@@ -199,6 +218,12 @@ def test_every_command_prints_one_document(
     where: str,
 ) -> None:
     monkeypatch.setenv("TOLLGATE_AWS_PORT", str(moto_server.port))
+    from tollgate.local.stripe_fake import StripeFake
+
+    stripe = StripeFake().start()
+    monkeypatch.setenv("TOLLGATE_STRIPE_API_KEY", "sk_test_onedocument")
+    monkeypatch.setenv("TOLLGATE_STRIPE_API_BASE", stripe.url)
+    request_stop = stripe.stop
     options = ["--json", "--local"] if where == "--local" else ["--json"]
     count = iter(range(10_000))
     for argv, stdin in every_command(trace):
@@ -207,6 +232,7 @@ def test_every_command_prints_one_document(
         assert not any(mark in result.out + result.err for mark in LEAKED), (argv, result.err)
         if argv[:2] == ["keys", "revoke"]:
             assert data["revoked"], argv
+    request_stop()
 
 
 def fresh_env(moto_server: MotoServer) -> dict[str, str]:

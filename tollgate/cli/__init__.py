@@ -21,6 +21,7 @@ from functions.keys import KeyServiceError
 from functions.keys.errors import redact
 from tollgate.cli import (
     audit,
+    billing,
     detect,
     exposure,
     finetune,
@@ -78,6 +79,7 @@ app.command("exposure")(exposure.exposure)
 app.add_typer(detect.app, name="detect")
 app.add_typer(finetune.app, name="finetune")
 app.command("migrate")(migrate.migrate)
+app.add_typer(billing.app, name="billing")  # billing export (issue 14 item 5)
 
 
 def _fail(code: int, message: str) -> int:

@@ -98,6 +98,11 @@ class LocalStack:
         os.environ.setdefault(ENV_ALLOW_HTTP, "1")
         self.issuer = LocalIssuer(self.host, _port("TOLLGATE_OIDC_PORT", 0)).start()
         self._stoppers.append(self.issuer.stop)
+        # billing export (issue 14 item 5): a local Stripe for `billing export --to stripe`.
+        from tollgate.local.stripe_fake import StripeFake
+
+        self.stripe = StripeFake(host=self.host).start()
+        self._stoppers.append(self.stripe.stop)
         thread = threading.Thread(target=self.gateway.serve_forever, daemon=True)
         thread.start()
         self._stoppers.append(self.gateway.shutdown)
@@ -156,12 +161,17 @@ Leak webhook: {url}/webhooks/github/secret-scanning, signed with a local test ke
   .venv/bin/python -m tollgate.local.github report {test["secret"]}
 
 OIDC token exchange (POST /v1/auth/token), with a local OIDC issuer at {stack.issuer.url}:
-  .venv/bin/tollgate --local trust create --tenant demo --issuer {stack.issuer.url} \
+  .venv/bin/tollgate --local trust create --tenant demo --issuer {stack.issuer.url} \\
     --audience tollgate --subject 'agent-*' --scopes inference:invoke --ttl 15m
   TOKEN=$(curl -s {stack.issuer.url}/mint -d sub=agent-1 -d aud=tollgate)
-  curl -s {url}/v1/auth/token -d subject_token=$TOKEN \
-    -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange \
+  curl -s {url}/v1/auth/token -d subject_token=$TOKEN \\
+    -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange \\
     -d subject_token_type=urn:ietf:params:oauth:token-type:id_token
+
+Billing export to a local Stripe (tollgate/local/stripe_fake.py; docs/billing.md):
+  .venv/bin/tollgate --local billing map demo --stripe-customer cus_demo
+  TOLLGATE_STRIPE_API_KEY=sk_test_local .venv/bin/tollgate --local billing export \\
+    --to stripe --stripe-api-base {stack.stripe.url}
 
 Manage it from another terminal:  .venv/bin/tollgate --local keys list --tenant demo
 Stop with Ctrl-C.
