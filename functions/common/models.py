@@ -386,6 +386,7 @@ class TrustPolicy(Model):
     scopes = ListAttribute(of=UnicodeAttribute, default=list)
     environment = UnicodeAttribute(default="live")
     token_budget = NumberAttribute(null=True)
+    spend_budget_micros = NumberAttribute(null=True)  # of each issued key (integer micro-dollars)
     ttl_seconds = NumberAttribute(default=3600)
     allow_cidrs = ListAttribute(of=UnicodeAttribute, null=True)
     tags = MapAttribute[str, Any](null=True)  # fixed tags of every issued key

@@ -45,6 +45,7 @@ from functions.keys.durations import format_duration, parse_duration
 from functions.keys.errors import Conflict, InvalidInput, NotFound, quote
 from functions.keys.lifecycle import LifecycleMixin
 from functions.keys.views import iso
+from functions.pricing.money import usd
 
 DELETED: Final = "deleted"
 POLICY_PREFIX: Final = "tp_"
@@ -237,6 +238,10 @@ def policy_view(p: TrustPolicy) -> dict[str, Any]:
         "ttl": format_duration(int(p.ttl_seconds)),
         "ttl_seconds": int(p.ttl_seconds),
         "token_budget": None if p.token_budget is None else int(p.token_budget),
+        "spend_budget": None if p.spend_budget_micros is None else usd(int(p.spend_budget_micros)),
+        "spend_budget_micros": (
+            None if p.spend_budget_micros is None else int(p.spend_budget_micros)
+        ),
         "allow_cidrs": None if p.allow_cidrs is None else list(p.allow_cidrs),
         "tags": plain_map(p.tags),
         "claim_tags": plain_map(p.claim_tags),
@@ -279,6 +284,7 @@ class TrustMixin(LifecycleMixin, AuditMixin):
         environment: str = "live",
         ttl_value: int | str | None = None,
         token_budget: int | None = None,
+        spend_budget_micros: int | None = None,
         allow_cidrs: Iterable[str] | None = None,
         tags: Iterable[str] | Mapping[str, str] | None = None,
         claim_tags: Iterable[str] | Mapping[str, str] | None = None,
@@ -298,6 +304,7 @@ class TrustMixin(LifecycleMixin, AuditMixin):
             "principal_template": principal_template(principal),
             "ttl_seconds": ttl(ttl_value),
             "token_budget": rules.token_budget(token_budget),
+            "spend_budget_micros": rules.spend_budget_micros(spend_budget_micros),
             "allow_cidrs": rules.allow_cidrs(None if allow_cidrs is None else list(allow_cidrs)),
             "tags": rules.tags(tags),
             "claim_tags": claim_tag_pairs(claim_tags),
@@ -333,6 +340,7 @@ class TrustMixin(LifecycleMixin, AuditMixin):
             scopes=list(root["scopes"]),
             environment=environment,
             token_budget=values["token_budget"],
+            spend_budget_micros=values["spend_budget_micros"],
             ttl_seconds=values["ttl_seconds"],
             allow_cidrs=values["allow_cidrs"],
             tags=as_map(values["tags"]),
@@ -482,6 +490,9 @@ class TrustMixin(LifecycleMixin, AuditMixin):
             policy.root_key_id,
             principal=principal,
             token_budget=None if policy.token_budget is None else int(policy.token_budget),
+            spend_budget_micros=(
+                None if policy.spend_budget_micros is None else int(policy.spend_budget_micros)
+            ),
             expires_in=int(policy.ttl_seconds),
             actor=root_principal(policy.policy_id),
             tags=dict(tags) or None,  # added to the root's (the policy's fixed tags)

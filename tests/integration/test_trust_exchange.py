@@ -364,3 +364,29 @@ def test_the_policy_networks_bind_its_keys(
     policy(trust_service, oidc_issuer, allow_cidrs=["127.0.0.0/8", "::1/128"])
     status, body = exchange(trust_gateway, oidc_issuer.mint(SUBJECT, AUDIENCE))
     assert status == 200 and chat(trust_gateway, body["access_token"]).status_code == 200
+
+
+def test_the_policy_spend_budget_holds_for_each_issued_key(
+    trust_gateway: Client, trust_service: KeyService, oidc_issuer: LocalIssuer
+) -> None:
+    """``--spend-budget`` on a policy: every exchanged key gets it, and the gate stops the key
+    once its money is spent (429 ``insufficient_quota``), never past it."""
+    trust_service.create_plan("priced", requests_per_minute=1000, price_per_1k_prompt="1",
+                              price_per_1k_completion="1")  # fmt: skip
+    trust_service.set_plan("acme", "priced")
+    p = policy(trust_service, oidc_issuer, spend_budget_micros=20_000)  # 0.02 USD
+    assert p["spend_budget"] == "0.020000" and p["spend_budget_micros"] == 20_000
+    status, body = exchange(trust_gateway, oidc_issuer.mint(SUBJECT, AUDIENCE))
+    assert status == 200, body
+    key = trust_service.get_key(body["key_id"])
+    assert key["spend_budget_micros"] == 20_000
+    codes = []
+    for _ in range(12):
+        resp = chat(trust_gateway, body["access_token"])
+        codes.append(resp.status_code)
+        if resp.status_code == 429:
+            assert resp.get_json()["error"]["code"] == "insufficient_quota"
+            break
+    assert codes[0] == 200 and codes[-1] == 429, codes
+    spent = sum(int(e.cost_micros) for e in UsageEvent.scan() if e.key_id == body["key_id"])
+    assert 0 < spent <= 20_000

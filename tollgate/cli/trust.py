@@ -70,6 +70,9 @@ def create(
     token_budget: int | None = typer.Option(
         None, "--token-budget", metavar="N", help="Tokens each issued key may use."
     ),
+    spend_budget: str | None = typer.Option(
+        None, "--spend-budget", metavar="USD", help="Money each issued key may spend, e.g. 5.00."
+    ),
     allow_cidr: list[str] | None = ALLOW_CIDR_OPTION,
     tag: list[str] | None = TAG_OPTION,
     claim_tag: list[str] | None = CLAIM_TAG_OPTION,
@@ -82,6 +85,8 @@ def create(
     actor: str | None = ActorOption,
 ) -> None:
     """Create a trust policy (and its root key, whose secret is never shown)."""
+    from functions.keys import rules
+
     if state(ctx).stack and issuer.strip().startswith("http://"):
         raise BadInput("a deployed stack trusts https issuers only")
     cidrs = None
@@ -98,6 +103,7 @@ def create(
         environment=env,
         ttl_value=ttl,
         token_budget=token_budget,
+        spend_budget_micros=rules.spend_micros("spend budget", spend_budget, minimum=1),
         allow_cidrs=cidrs,
         tags=tag,
         claim_tags=claim_tag,
