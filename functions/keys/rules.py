@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Final
 
 from functions.common import keyformat
@@ -17,6 +17,7 @@ from functions.common import tags as tagrules
 from functions.common.routes import SCOPES
 from functions.gate import sources
 from functions.keys.errors import InvalidInput, quote, redact
+from functions.pricing.money import BadAmount, parse_usd
 
 PLAN_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 TENANT_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -28,7 +29,6 @@ ENVIRONMENTS: Final = keyformat.ENVIRONMENTS
 DEFAULT_MODELS: Final = ("tollgate-echo",)
 MAX_REASON: Final = 1000
 MAX_ACTOR: Final = 128
-MICROS: Final = 1_000_000
 MAX_RPM: Final = 10**9
 MAX_PRICE_MICROS: Final = 10**15  # a billion dollars per 1k tokens: a typo, not a price
 MAX_SPEND_MICROS: Final = 10**15  # a billion dollars of spend: a typo, not a budget
@@ -125,53 +125,26 @@ def limit(name: str, value: int | None) -> int | None:
 
 
 def price_micros(name: str, value: str | Decimal | int | None) -> int:
-    """USD per 1k tokens given as a decimal string -> integer micro-dollars per 1k tokens.
-
-    Refuses negative, NaN, infinite and values with more than 6 decimals: money is never
-    rounded silently.
-    """
+    """USD per 1k tokens given as a decimal string -> integer micro-dollars per 1k tokens
+    (functions/pricing/money.py ``parse_usd``: never rounded, never negative)."""
     if value is None:
         return 0
     try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise InvalidInput(f"{name} must be a decimal number of USD, e.g. 0.002") from None
-    if not amount.is_finite():
-        raise InvalidInput(f"{name} must be a finite number")
-    if amount < 0:
-        raise InvalidInput(f"{name} must not be negative")
-    micros = amount * MICROS
-    if micros != micros.to_integral_value():
-        raise InvalidInput(f"{name} has more than 6 decimals")
-    result = int(micros)
-    if result > MAX_PRICE_MICROS:
-        raise InvalidInput(f"{name} is implausibly large")
-    return result
+        return parse_usd(name, value, maximum=MAX_PRICE_MICROS, example="0.002")
+    except BadAmount as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 def spend_micros(name: str, value: str | Decimal | int | None, *, minimum: int = 0) -> int | None:
     """A spend budget in USD (a decimal string, at most 6 decimals) -> integer micro-dollars;
-    None stays None (no budget). Refuses negative, non-numeric, NaN, infinite, more than 6
-    decimals (money is never rounded silently), below ``minimum`` micro-dollars and above
-    :data:`MAX_SPEND_MICROS` (a billion dollars)."""
+    None stays None (no budget). Refused as ``parse_usd`` refuses (functions/pricing/money.py),
+    above :data:`MAX_SPEND_MICROS` (a billion dollars) and below ``minimum`` micro-dollars."""
     if value is None:
         return None
-    if isinstance(value, bool | float):
-        raise InvalidInput(f"{name} must be a decimal number of USD, e.g. 25.50")
     try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise InvalidInput(f"{name} must be a decimal number of USD, e.g. 25.50") from None
-    if not amount.is_finite():
-        raise InvalidInput(f"{name} must be a finite number of USD")
-    if amount < 0:
-        raise InvalidInput(f"{name} must not be negative")
-    micros = amount * MICROS
-    if micros != micros.to_integral_value():
-        raise InvalidInput(f"{name} has more than 6 decimals (USD is counted in micro-dollars)")
-    if micros > MAX_SPEND_MICROS:
-        raise InvalidInput(f"{name} is implausibly large (more than 1000000000 USD)")
-    result = int(micros)
+        result = parse_usd(name, value, maximum=MAX_SPEND_MICROS, example="25.50")
+    except BadAmount as exc:
+        raise InvalidInput(str(exc)) from None
     if result < minimum:
         raise InvalidInput(f"{name} must be at least {micros_to_usd(minimum)} USD")
     return result

@@ -27,10 +27,11 @@ import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final
 
-from functions.pricing.money import MAX_PRICE_MICROS, MICROS_PER_USD, Price
+from functions.pricing.money import MAX_PRICE_MICROS, MICROS_PER_USD, BadAmount, Price
+from functions.pricing.money import parse_usd as parse_usd_amount
 
 # The reserved plans-table item that holds the operator's prices (attribute ``prices``: a
 # map model -> {prompt, completion, cached_prompt?, reasoning?, set_at}). '#' is not allowed
@@ -101,30 +102,15 @@ def usd_to_micros(value: Decimal | str | int) -> int:
     return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-class BadPrice(ValueError):
-    """A price given by a person that cannot be a price (exit 2 in the CLI)."""
+BadPrice = BadAmount  # a price given by a person that cannot be a price (exit 2 in the CLI)
 
 
 def parse_usd(name: str, value: str | Decimal | int | None) -> int:
-    """USD per 1M tokens, as typed, to micro-dollars per 1M: refuses non-numbers, negatives,
-    more than six decimals (money is never rounded silently) and absurd values."""
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise BadPrice(f"{name} must be a decimal number of USD per 1M tokens, e.g. 0.15") from None
-    if not amount.is_finite():
-        raise BadPrice(f"{name} must be a finite number")
-    if amount < 0:
-        raise BadPrice(f"{name} must not be negative")
-    micros = amount * MICROS_PER_USD
-    if micros != micros.to_integral_value():
-        raise BadPrice(f"{name} has more than 6 decimals")
-    if micros > MAX_PRICE_MICROS:
-        raise BadPrice(
-            f"{name} is implausibly large (at most {MAX_PRICE_MICROS // MICROS_PER_USD} USD "
-            "per 1M tokens)"
-        )
-    return int(micros)
+    """USD per 1M tokens, as typed, to micro-dollars per 1M (functions/pricing/money.py
+    ``parse_usd``: no rounding, no negatives, nothing above :data:`MAX_PRICE_MICROS`)."""
+    return parse_usd_amount(
+        name, value, maximum=MAX_PRICE_MICROS, example="0.15", unit="per 1M tokens"
+    )
 
 
 def check_model(model: str) -> str:

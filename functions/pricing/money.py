@@ -26,6 +26,7 @@ settled cost can never exceed it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Final
 
 MICROS_PER_USD: Final = 1_000_000
@@ -119,3 +120,37 @@ def usd(micros: int) -> str:
     sign = "-" if micros < 0 else ""
     whole, frac = divmod(abs(int(micros)), MICROS_PER_USD)
     return f"{sign}{whole}.{frac:06d}"
+
+
+class BadAmount(ValueError):
+    """An amount of USD typed by a person that cannot be one (exit 2 in the CLI)."""
+
+
+def parse_usd(name: str, value: object, *, maximum: int, example: str, unit: str = "") -> int:
+    """USD as typed (a decimal string, or a Decimal / int) to integer micro-dollars, exactly.
+
+    The one parser of money a person types (plan prices, catalogue prices, spend budgets):
+    refuses booleans and floats (never exact), non-numbers, non-finite values, negatives, more
+    than six decimals (money is never rounded silently) and more than ``maximum``
+    micro-dollars (a typo, not an amount). ``unit`` follows "USD" in messages (e.g.
+    "per 1M tokens"); ``example`` is a well-formed value shown when the input is not one.
+    """
+    what = f"USD {unit}".strip()
+    if isinstance(value, bool | float):
+        raise BadAmount(f"{name} must be a decimal number of {what}, e.g. {example}")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise BadAmount(f"{name} must be a decimal number of {what}, e.g. {example}") from None
+    if not amount.is_finite():
+        raise BadAmount(f"{name} must be a finite number of {what}")
+    if amount < 0:
+        raise BadAmount(f"{name} must not be negative")
+    micros = amount * MICROS_PER_USD
+    if micros != micros.to_integral_value():
+        raise BadAmount(f"{name} has more than 6 decimals (USD is counted in micro-dollars)")
+    if micros > maximum:
+        raise BadAmount(
+            f"{name} is implausibly large (more than {usd(maximum).rstrip('0').rstrip('.')} {what})"
+        )
+    return int(micros)

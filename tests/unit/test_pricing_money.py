@@ -60,3 +60,27 @@ def test_bad_prices_and_tokens_are_refused() -> None:
 def test_legacy_per_1k_and_usd() -> None:
     assert Price.per_1k(2500, 10000) == Price(2_500_000, 10_000_000)
     assert usd(1_250) == "0.001250" and usd(12_000_000) == "12.000000" and usd(-5) == "-0.000005"
+
+
+def test_one_parser_for_every_amount_a_person_types() -> None:
+    """Plan prices, catalogue prices and spend budgets all go through money.parse_usd."""
+    from functions.keys import rules
+    from functions.keys.errors import InvalidInput
+    from functions.pricing import catalogue
+    from functions.pricing.money import BadAmount, parse_usd
+
+    assert parse_usd("x", "0.000001", maximum=10, example="1") == 1
+    assert parse_usd("x", " 12.5 ", maximum=10**9, example="1") == 12_500_000
+    for bad in ("-1", "1e400", "nan", "inf", "0.0000001", "abc", "", 1.5, True, "11"):
+        with pytest.raises(BadAmount):
+            parse_usd("x", bad, maximum=10_000_000, example="1")
+    # every caller refuses the same inputs, with its own error type
+    for bad in ("-1", "nan", "0.0000001", "abc"):
+        with pytest.raises(InvalidInput):
+            rules.price_micros("p", bad)
+        with pytest.raises(InvalidInput):
+            rules.spend_micros("s", bad)
+        with pytest.raises(catalogue.BadPrice):
+            catalogue.parse_usd("c", bad)
+    assert rules.spend_micros("s", "0.01", minimum=1) == 10_000
+    assert catalogue.parse_usd("c", "0.15") == 150_000
