@@ -5,13 +5,16 @@ from __future__ import annotations
 import io
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from functions.common import ddb
 from functions.common.config import TABLE_KINDS, TableNames
+from functions.usage import handler as usage_handler
+from tests.usage_support import Context, lambda_event, stream_record
 
 
 @dataclass
@@ -99,3 +102,33 @@ def tenant(cli: Run) -> str:
 def key(cli: Run, tenant: str) -> dict[str, Any]:
     """A live key of ``acme`` expiring in 30 days (the create output, secret included)."""
     return dict(cli("keys", "create", "--tenant", tenant, "--expires-in", "30d").ok().json)
+
+
+@pytest.fixture
+def acme(cli: Run) -> str:
+    cli("plans", "create", "gold", "--price-per-1k-prompt", "0.002",
+        "--price-per-1k-completion", "0.006").ok()  # fmt: skip
+    cli("tenants", "create", "acme", "--plan", "gold").ok()
+    return "acme"
+
+
+@pytest.fixture
+def aggregate_events(dynamodb: Any) -> Iterator[Any]:
+    """Put usage events into the usage table and run the real aggregator on their records."""
+    ddb.reset_client()
+    usage_handler.use_store(None)
+    seq = iter(range(5_000_000_000_000_000_000_000, 6_000_000_000_000_000_000_000))
+
+    def put(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for item in items:
+            dynamodb.put_item(
+                TableName=TableNames().usage,
+                Item={k: ddb.to_ddb(v) for k, v in item.items() if v is not None},
+            )
+        records = [stream_record(item, next(seq)) for item in items]
+        response = usage_handler.handler(lambda_event(records), Context())
+        assert response["batchItemFailures"] == []
+        return items
+
+    yield put
+    usage_handler.use_store(None)

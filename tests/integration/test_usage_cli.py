@@ -6,51 +6,21 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from functions.api.usage import cost_micros
-from functions.common import ddb
 from functions.common.config import TableNames
-from functions.usage import handler as usage_handler
 from tests.integration.conftest import Run
-from tests.usage_support import Context, lambda_event, stream_record, usage_item
+from tests.usage_support import usage_item
 
 PROMPT_PER_1K, COMPLETION_PER_1K = 2_000, 6_000  # micro-dollars: $0.002 and $0.006 per 1k
 TABLES = TableNames()
 
 
-@pytest.fixture
-def acme(cli: Run) -> str:
-    cli("plans", "create", "gold", "--price-per-1k-prompt", "0.002",
-        "--price-per-1k-completion", "0.006").ok()  # fmt: skip
-    cli("tenants", "create", "acme", "--plan", "gold").ok()
-    return "acme"
-
-
-@pytest.fixture
-def aggregate_events(dynamodb: Any) -> Iterator[Any]:
-    """Put usage events into the usage table and run the real aggregator on their records."""
-    ddb.reset_client()
-    usage_handler.use_store(None)
-    seq = iter(range(5_000_000_000_000_000_000_000, 6_000_000_000_000_000_000_000))
-
-    def put(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for item in items:
-            dynamodb.put_item(
-                TableName=TABLES.usage,
-                Item={k: ddb.to_ddb(v) for k, v in item.items() if v is not None},
-            )
-        records = [stream_record(item, next(seq)) for item in items]
-        response = usage_handler.handler(lambda_event(records), Context())
-        assert response["batchItemFailures"] == []
-        return items
-
-    yield put
-    usage_handler.use_store(None)
+# acme and aggregate_events: tests/integration/conftest.py
 
 
 def priced(n: int, **kw: Any) -> dict[str, Any]:

@@ -5,47 +5,18 @@ request through the authorizer and the managed API into its usage event."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from functions.common import ddb
 from functions.common.config import TableNames
-from functions.usage import handler as usage_handler
 from tests.integration.conftest import Run
-from tests.usage_support import Context, lambda_event, stream_record, usage_item
+from tests.usage_support import usage_item
 
 TABLES = TableNames()
 
 
-@pytest.fixture
-def acme(cli: Run) -> str:
-    cli("plans", "create", "gold", "--price-per-1k-prompt", "0.002",
-        "--price-per-1k-completion", "0.006").ok()  # fmt: skip
-    cli("tenants", "create", "acme", "--plan", "gold").ok()
-    return "acme"
-
-
-@pytest.fixture
-def aggregate_events(dynamodb: Any) -> Iterator[Any]:
-    ddb.reset_client()
-    usage_handler.use_store(None)
-    seq = iter(range(7_000_000_000_000_000_000_000, 8_000_000_000_000_000_000_000))
-
-    def put(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for item in items:
-            dynamodb.put_item(
-                TableName=TABLES.usage,
-                Item={k: ddb.to_ddb(v) for k, v in item.items() if v is not None},
-            )
-        records = [stream_record(item, next(seq)) for item in items]
-        response = usage_handler.handler(lambda_event(records), Context())
-        assert response["batchItemFailures"] == []
-        return items
-
-    yield put
-    usage_handler.use_store(None)
+# acme and aggregate_events: tests/integration/conftest.py
 
 
 TEAMS = ("search", "ads", None)  # None: an untagged key
