@@ -15,6 +15,13 @@ from typing import Any
 _client: Any = None
 _client_once: Any = None
 
+# How long a request may wait for DynamoDB's answer. A timed-out counting write is ambiguous
+# (it may have been applied), so it is refused and counted: fail closed, never over-admit.
+# 5 s is far above DynamoDB's latency; the test suite raises it (tests/conftest.py) because
+# there a loaded 2-core machine queueing 32 clients on one moto server can take that long,
+# and an exactness test's count must not depend on the machine's speed.
+READ_TIMEOUT_S: float = 5.0
+
 # Errors with which DynamoDB says the request was NOT applied: safe to send again.
 NOT_APPLIED: frozenset[str] = frozenset(
     {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
@@ -72,7 +79,7 @@ def _build(retries: dict[str, Any]) -> Any:
         config=botocore.config.Config(
             retries=retries,
             connect_timeout=2,
-            read_timeout=5,
+            read_timeout=READ_TIMEOUT_S,
             tcp_keepalive=True,
             # One request at a time per Lambda container; the local gateway and the
             # concurrency tests share one client across dozens of threads.
