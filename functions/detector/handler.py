@@ -87,7 +87,7 @@ def parse_record(record: DynamoDBRecord) -> Record | None:
         return None
     seq = stream.sequence_number
     event = records.usage(stream.new_image)
-    if event is None or seq is None or not seq.isdigit():
+    if event is None or seq is None or not (seq.isascii() and seq.isdigit()):
         logger.warning("stream record skipped: not a usage event", extra={"seq": seq})
         metrics.add_metric(name="DetectorRecordSkipped", unit=MetricUnit.Count, value=1)
         return None

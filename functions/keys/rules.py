@@ -252,7 +252,7 @@ def requests_per_minute(value: int | str | None) -> int | None:
         return None
     if isinstance(value, str):
         text = value.strip()
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             raise InvalidInput(
                 f"bad requests per minute {quote(value)}: a whole number >= 0, or none"
             )

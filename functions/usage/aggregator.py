@@ -78,7 +78,7 @@ WRITE_RETRY_DELAY_S = 0.05  # then 0.1 s; tests set 0
 def seq_key(sequence_number: str | int) -> str:
     """A stream sequence number as a 40-digit string (orders like the number)."""
     text = str(sequence_number)
-    if not text.isdigit() or len(text) > SEQ_DIGITS:
+    if not (text.isascii() and text.isdigit()) or len(text) > SEQ_DIGITS:
         raise MalformedEvent(f"invalid stream sequence number {text[:48]!r}")
     return text.zfill(SEQ_DIGITS)
 
@@ -100,7 +100,7 @@ def mark_seq(value: str) -> str:
 
 def mark_at(value: str) -> int:
     _, _, at = value.partition("@")
-    return int(at) if at.isdigit() else 0
+    return int(at) if at.isascii() and at.isdigit() else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,7 +118,9 @@ def records(draw: st.DrawFn, *, without_stream: bool = True) -> list[dict[str, A
             else:
                 record["dynamodb"].pop(part, None)
         elif how == "seq":
-            record["dynamodb"]["SequenceNumber"] = draw(st.sampled_from(["", "abc", "-1"]))
+            record["dynamodb"]["SequenceNumber"] = draw(
+                st.sampled_from(["", "abc", "-1", "\u00b2", "\u0663"])
+            )
         out.append(record)
     return out
 
@@ -211,7 +213,7 @@ def test_spike_detector_parsing(batch: list[dict[str, Any]]) -> None:
         seq = (r.get("dynamodb") or {}).get("SequenceNumber")
         image = _image(r)
         event = None if image is None else detector_records.usage(image)
-        if event is not None and isinstance(seq, str) and seq.isdigit():
+        if event is not None and isinstance(seq, str) and seq.isascii() and seq.isdigit():
             wanted.append(seq)
     assert spy.seen == wanted, "each usage event reaches detection once, the rest is skipped"
 

@@ -134,6 +134,6 @@ def split_csv(value: str | None) -> list[str] | None:
 def local_endpoint() -> str:
     """The embedded AWS endpoint of ``make local`` (``TOLLGATE_AWS_PORT``, default 4566)."""
     raw = os.environ.get("TOLLGATE_AWS_PORT", "4566").strip() or "4566"
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
+    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 65536:
         raise BadInput(f"TOLLGATE_AWS_PORT must be a port number, not {raw[:20]!r}")
     return f"http://127.0.0.1:{int(raw)}"

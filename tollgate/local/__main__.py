@@ -30,7 +30,7 @@ STARTER_PLAN: dict[str, Any] = {
 def _port(name: str, default: int) -> int:
     raw = os.environ.get(name, str(default))
     lowest = 0 if default == 0 else 1  # 0 (any free port) only where it is the default
-    if not raw.isdigit() or not lowest <= int(raw) < 65536:
+    if not (raw.isascii() and raw.isdigit()) or not lowest <= int(raw) < 65536:
         print(f"tollgate local: {name} must be a TCP port number, got {raw!r}", file=sys.stderr)
         raise SystemExit(2)
     return int(raw)

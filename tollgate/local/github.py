@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--api", default=f"http://127.0.0.1:{port}", help="the local gateway's URL")
     rep.add_argument("--key-file", type=Path, default=None, help="the local signing key (PEM)")
     args = parser.parse_args(argv)
-    key_file = args.key_file or key_path(int(port) if port.isdigit() else 8080)
+    key_file = args.key_file or key_path(int(port) if port.isascii() and port.isdigit() else 8080)
     if not key_file.exists():
         print(f"no local signing key at {key_file}: is make local running?", file=sys.stderr)
         return 2
