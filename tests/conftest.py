@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from functions.common import ddb
 from tollgate.local import aws
@@ -24,6 +25,13 @@ os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "tollgate")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Tollgate")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+
+# Every property test runs the same examples each time (the fuzz suites' ci profile already
+# did; `make fuzz`'s deep profile still explores): a property that fails for a rare draw
+# failed CI by chance (tests/unit/test_detect_traces.py, a false suspension after thinning,
+# now pinned as a strict xfail). Hypothesis derives each test's seed from its name.
+settings.register_profile("tollgate", derandomize=True, database=None)
+settings.load_profile("tollgate")
 
 # In-process clients wait up to 60 s for moto: a timed-out counting write is refused and
 # counted (correct, fail closed), which would make the exact-counter tests' counts depend on
